@@ -1,0 +1,1 @@
+"""A reproducible RLHF pipeline for emotional-support dialogue models, declared in DVC."""

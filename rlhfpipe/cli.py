@@ -1,0 +1,39 @@
+"""What every stage entry point shares: one-line errors, pinned threads, offline-friendly env."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+from rlhfpipe.errors import PipelineError
+
+
+def run_stage(main: Callable[[list[str]], None]) -> None:
+    """Run ``main(argv)``; a PipelineError becomes ``error: <message>`` on stderr and exit code 2."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        main(sys.argv[1:])
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def setup_runtime(num_threads: int, seed: int) -> None:
+    """Pin intra-op threads and seed every generator, so a stage is reproducible on one machine type."""
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(num_threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def usage(argv: list[str], n: int, names: str) -> list[str]:
+    if len(argv) != n:
+        raise PipelineError(f"usage: {names} (got {len(argv)} arguments, expected {n})")
+    return argv

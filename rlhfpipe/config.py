@@ -1,0 +1,509 @@
+"""Typed configs, one dataclass per ``params.yaml`` section, validated once before any work.
+
+Every field has a type and a one-line doc. ``load_section`` rejects unknown and mistyped keys, then
+each dataclass's ``validate`` checks ranges and cross-field rules. A failure raises ``ParamError``
+naming the dotted key, the value and the rule, which the stage prints as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from rlhfpipe.errors import PipelineError
+
+
+class ParamError(PipelineError):
+    def __init__(self, key: str, value, rule: str):
+        self.key, self.value, self.rule = key, value, rule
+        super().__init__(f"params.yaml: {key}={value!r}: {rule}")
+
+
+def check(ok: bool, key: str, value, rule: str) -> None:
+    if not ok:
+        raise ParamError(key, value, rule)
+
+
+def nested(key: str, validate) -> None:
+    """Run a nested validate() and prefix the keys it names with ``key``."""
+    try:
+        validate()
+    except ParamError as err:
+        raise ParamError(f"{key}.{err.key}", err.value, err.rule) from None
+
+
+def exact_div(a: int, b: int, key: str) -> int:
+    """Integer division that refuses a remainder instead of silently dropping samples."""
+    check(b > 0 and a % b == 0, key, b, f"must divide {a} exactly")
+    return a // b
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared pieces
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    """train a LoRA adapter (peft) instead of all weights"""
+    r: int = 16
+    """adapter rank"""
+    alpha: int = 32
+    """adapter scaling numerator (scale = alpha / r)"""
+    dropout: float = 0.0
+    """dropout on the adapter input; 0 keeps PPO's ratio exactly 1 on the first mini-batch"""
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """module names the adapter wraps"""
+
+    def validate(self) -> None:
+        check(self.r >= 1, "r", self.r, "must be >= 1")
+        check(self.alpha >= 1, "alpha", self.alpha, "must be >= 1")
+        check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
+        check(len(self.target_modules) > 0, "target_modules", self.target_modules, "must name at least one module")
+
+
+@dataclass
+class RewardTerm:
+    name: str
+    """a reward in the registry (rlhfpipe.rewards.REGISTRY)"""
+    weight: float = 1.0
+    """weight of this term in the weighted sum"""
+
+
+REWARD_NAMES = ("reward_model", "empathy", "cohesion", "brevity")
+
+
+def validate_reward_terms(terms: list[RewardTerm], key: str) -> None:
+    check(len(terms) > 0, key, [], "needs at least one {name, weight} entry")
+    names = [t.name for t in terms]
+    for i, t in enumerate(terms):
+        check(t.name in REWARD_NAMES, f"{key}[{i}].name", t.name, f"unknown reward; known: {', '.join(REWARD_NAMES)}")
+        check(t.weight >= 0.0, f"{key}[{i}].weight", t.weight, "must be >= 0")
+    check(len(set(names)) == len(names), key, names, "names a reward twice")
+    check(sum(t.weight for t in terms) > 0, key, [t.weight for t in terms], "weights must not all be 0")
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class RuntimeConfig:
+    num_threads: int = 2
+    """torch intra-op threads; pinned because float sums, hence dvc.lock hashes, depend on it"""
+
+    def validate(self) -> None:
+        check(self.num_threads >= 1, "num_threads", self.num_threads, "must be >= 1")
+
+
+@dataclass
+class CorpusConfig:
+    n_dialogues: int = 2400
+    """number of generated emotional-support dialogues"""
+    seed: int = 0
+    """seed of the generator"""
+
+    def validate(self) -> None:
+        check(self.n_dialogues >= 10, "n_dialogues", self.n_dialogues, "must be >= 10")
+
+
+DATA_SOURCES = (
+    "multimood", "mesc_csv", "esconv", "esconv_jsonl", "empathetic_dialogues", "counsel_chat",
+    "context_response", "human_assistant", "orca_dpo", "hh_rlhf", "trl_preference", "prompt_csv",
+    "trl_prompt", "switchboard",
+)
+
+
+@dataclass
+class DataConfig:
+    source: str = "multimood"
+    """input format, one of DATA_SOURCES"""
+    path: str = "data/corpus/corpus.jsonl"
+    """local file or directory, or a hub id loaded with datasets.load_dataset"""
+    val_fraction: float = 0.05
+    """share of dialogues held out for validation"""
+    test_fraction: float = 0.1
+    """share of dialogues held out for testing (evaluation prompts come from here)"""
+    max_history_messages: int = 2
+    """earlier messages kept before the client's latest message in a prompt"""
+    structured_target: bool = False
+    """MultiMood-style target: emotions and strategy before the response"""
+    prompt_column: str = "prompt"
+    """column holding the prompt in prompt-only CSV files"""
+    min_words: int = 20
+    """dialogues with fewer words are dropped (Switchboard)"""
+    max_words: int = 400
+    """dialogues with more words are dropped (Switchboard)"""
+    seed: int = 0
+    """seed of the split"""
+
+    def validate(self) -> None:
+        check(self.source in DATA_SOURCES, "source", self.source, f"unknown source; known: {', '.join(DATA_SOURCES)}")
+        check(self.path != "", "path", self.path, "must name a file, directory or hub id")
+        check(0.0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "must be in (0, 0.5)")
+        check(0.0 < self.test_fraction < 0.5, "test_fraction", self.test_fraction, "must be in (0, 0.5)")
+        check(self.max_history_messages >= 0, "max_history_messages", self.max_history_messages, "must be >= 0")
+        check(self.min_words >= 0, "min_words", self.min_words, "must be >= 0")
+        check(self.max_words > self.min_words, "max_words", self.max_words, "must be > data.min_words")
+
+
+@dataclass
+class TokenizerConfig:
+    vocab_size: int = 2048
+    """byte-level BPE vocabulary size, special tokens included (ignored for a pretrained model)"""
+
+    def validate(self) -> None:
+        check(300 <= self.vocab_size <= 1_000_000, "vocab_size", self.vocab_size, "must be in [300, 1000000]")
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = ""
+    """empty: build a Llama-style model from the fields below; else a local path or hub id"""
+    hidden_size: int = 128
+    """width of the from-scratch model"""
+    num_layers: int = 4
+    """transformer blocks of the from-scratch model"""
+    num_heads: int = 4
+    """attention heads (must divide hidden_size)"""
+    intermediate_size: int = 384
+    """SwiGLU MLP width"""
+    max_position_embeddings: int = 320
+    """longest sequence the from-scratch model supports"""
+    trust_remote_code: bool = False
+    """run code shipped with a hub model; off unless you trust its author"""
+    dtype: str = "float32"
+    """weights dtype: float32 or bfloat16 (bf16 needs a GPU to be fast)"""
+    seed: int = 0
+    """seed of the from-scratch initialisation"""
+
+    def validate(self) -> None:
+        if not self.name_or_path:
+            for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"):
+                check(getattr(self, key) >= 1, key, getattr(self, key), "must be >= 1")
+            check(self.hidden_size % self.num_heads == 0, "num_heads", self.num_heads, f"must divide hidden_size={self.hidden_size}")
+        check(self.dtype in ("float32", "bfloat16"), "dtype", self.dtype, "must be float32 or bfloat16")
+
+
+@dataclass
+class SFTConfig:
+    epochs: float = 3.0
+    """passes over the SFT training split"""
+    learning_rate: float = 2e-3
+    """peak AdamW learning rate (linear decay after warmup)"""
+    batch_size: int = 32
+    """examples per optimizer step"""
+    max_length: int = 256
+    """longest tokenized example; longer ones are truncated"""
+    warmup_ratio: float = 0.05
+    """share of steps spent warming the learning rate up"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """adapter training instead of full fine-tuning"""
+    gradient_checkpointing: bool = False
+    """trade compute for memory on large models"""
+    save_every: float = 0.25
+    """checkpoint every this fraction of training, for resume"""
+    seed: int = 0
+    """seed of data order and dropout"""
+
+    def validate(self) -> None:
+        check(self.epochs > 0, "epochs", self.epochs, "must be > 0")
+        check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1)")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(self.max_length >= 8, "max_length", self.max_length, "must be >= 8")
+        check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        check(0 < self.save_every <= 1, "save_every", self.save_every, "must be in (0, 1]")
+        nested("lora", self.lora.validate)
+
+
+PREFERENCE_STRATEGIES = ("generated", "shuffled", "upvotes", "native")
+
+
+@dataclass
+class PreferencesConfig:
+    strategy: str = "generated"
+    """generated | shuffled | upvotes | native (see README)"""
+    num_samples: int = 2
+    """K responses sampled per prompt (strategy generated)"""
+    rouge_threshold: float = 0.3
+    """keep a sampled response as rejected only if its ROUGE-L F vs the reference is below this"""
+    temperature: float = 1.0
+    """sampling temperature of the generator"""
+    max_new_tokens: int = 64
+    """longest sampled response"""
+    max_prompts: int = 1500
+    """training prompts used (0 = all)"""
+    generator: str = ""
+    """model that samples rejected responses; empty = the SFT policy"""
+    test_fraction: float = 0.15
+    """share of prompts whose pairs are held out to test the reward model"""
+    batch_size: int = 64
+    """prompts per generation batch"""
+    seed: int = 0
+    """seed of sampling and of the split"""
+
+    def validate(self) -> None:
+        check(self.strategy in PREFERENCE_STRATEGIES, "strategy", self.strategy, f"must be one of {', '.join(PREFERENCE_STRATEGIES)}")
+        check(self.num_samples >= 1, "num_samples", self.num_samples, "K must be >= 1")
+        check(0.0 <= self.rouge_threshold <= 1.0, "rouge_threshold", self.rouge_threshold, "must be in [0, 1]")
+        check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
+        check(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "must be >= 1")
+        check(self.max_prompts >= 0, "max_prompts", self.max_prompts, "must be >= 0 (0 = all)")
+        check(0.0 < self.test_fraction < 0.5, "test_fraction", self.test_fraction, "must be in (0, 0.5)")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+
+
+@dataclass
+class RewardConfig:
+    epochs: float = 2.0
+    """passes over the training pairs"""
+    learning_rate: float = 1e-3
+    """peak AdamW learning rate"""
+    batch_size: int = 32
+    """pairs per optimizer step"""
+    max_length: int = 256
+    """longest prompt + response in tokens"""
+    margin: float = 0.0
+    """margin added inside the Bradley-Terry loss, -log sigmoid(r_c - r_r - margin)"""
+    center_rewards_coefficient: float = 0.01
+    """pulls rewards towards zero mean (Eisenstein et al. 2023); recommended 0.01"""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """adapter training instead of full fine-tuning"""
+    bootstrap_samples: int = 1000
+    """resamples for the 95% interval of the held-out accuracy"""
+    calibration_bins: int = 10
+    """bins of the calibration plot"""
+    seed: int = 0
+    """seed of data order"""
+
+    def validate(self) -> None:
+        check(self.epochs > 0, "epochs", self.epochs, "must be > 0")
+        check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1)")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(self.max_length >= 8, "max_length", self.max_length, "must be >= 8")
+        check(self.margin >= 0, "margin", self.margin, "must be >= 0")
+        check(self.center_rewards_coefficient >= 0, "center_rewards_coefficient", self.center_rewards_coefficient, "must be >= 0")
+        check(self.bootstrap_samples >= 10, "bootstrap_samples", self.bootstrap_samples, "must be >= 10")
+        check(self.calibration_bins >= 2, "calibration_bins", self.calibration_bins, "must be >= 2")
+        nested("lora", self.lora.validate)
+
+
+@dataclass
+class PPOConfig:
+    total_episodes: int = 3072
+    """prompts answered during training (rollouts)"""
+    batch_size: int = 64
+    """prompts per rollout, i.e. per PPO update"""
+    mini_batches: int = 2
+    """mini-batches per PPO epoch; must divide batch_size"""
+    grad_accum: int = 1
+    """micro-batches per mini-batch (gradient accumulation); must divide the mini-batch"""
+    ppo_epochs: int = 4
+    """passes over each rollout"""
+    learning_rate: float = 3e-4
+    """peak AdamW learning rate of policy and value model"""
+    lr_schedule: str = "linear"
+    """linear | constant | cosine, decayed over all updates"""
+    warmup_ratio: float = 0.0
+    """share of updates spent warming the learning rate up"""
+    max_grad_norm: float = 1.0
+    """global gradient-norm clip"""
+    cliprange: float = 0.2
+    """PPO ratio clip epsilon (Schulman et al. 2017); typical 0.2"""
+    cliprange_value: float = 0.2
+    """value clip around the rollout's values"""
+    vf_coef: float = 0.1
+    """weight of the value loss"""
+    gamma: float = 1.0
+    """discount; 1.0 is standard for RLHF"""
+    lam: float = 0.95
+    """GAE lambda"""
+    kl_coef: float = 0.05
+    """KL penalty coefficient beta (initial value when adaptive_kl)"""
+    kl_estimator: str = "k1"
+    """k1 (log ratio) or k3 (Schulman's unbiased, non-negative) per-token KL estimator"""
+    adaptive_kl: bool = False
+    """adapt kl_coef towards target_kl (Ziegler et al. 2019)"""
+    target_kl: float = 4.0
+    """target KL per response (nats) of the adaptive controller"""
+    kl_horizon: int = 10000
+    """horizon of the adaptive controller, in episodes"""
+    whiten_rewards: bool = False
+    """whiten the per-token rewards before GAE"""
+    normalize_rewards: bool = True
+    """normalise the reward model score with its stored mean/std on reference responses"""
+    reward_clip: float = 5.0
+    """clip the total score to [-reward_clip, reward_clip] (0 = off)"""
+    missing_eos_penalty: float = 1.0
+    """subtracted from the score of a response that never emits EOS"""
+    temperature: float = 1.0
+    """rollout sampling temperature; the same temperature divides logits when log-probs are recomputed"""
+    max_new_tokens: int = 48
+    """longest response"""
+    value_model: str = "separate"
+    """separate (initialised from the reward model) or head (a value head on the policy)"""
+    rewards: list[RewardTerm] = field(default_factory=lambda: [RewardTerm("reward_model", 1.0), RewardTerm("empathy", 0.5)])
+    """weighted sum of registry rewards that PPO maximises"""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """train a policy adapter; the reference is then the base with the adapter disabled"""
+    save_every: float = 0.1
+    """checkpoint every this fraction of training, for resume"""
+    log_samples: int = 4
+    """responses printed per update (0 = none)"""
+    seed: int = 0
+    """seed of prompt order and sampling"""
+
+    def validate(self) -> None:
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(self.total_episodes >= self.batch_size, "total_episodes", self.total_episodes, f"must be >= ppo.batch_size={self.batch_size}")
+        mini = exact_div(self.batch_size, self.mini_batches, "mini_batches")
+        exact_div(mini, self.grad_accum, "grad_accum")
+        check(self.ppo_epochs >= 1, "ppo_epochs", self.ppo_epochs, "must be >= 1")
+        check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1)")
+        check(self.lr_schedule in ("linear", "constant", "cosine"), "lr_schedule", self.lr_schedule, "must be linear, constant or cosine")
+        check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        check(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "must be > 0")
+        check(0 < self.cliprange < 1, "cliprange", self.cliprange, "must be in (0, 1)")
+        check(self.cliprange_value > 0, "cliprange_value", self.cliprange_value, "must be > 0")
+        check(self.vf_coef >= 0, "vf_coef", self.vf_coef, "must be >= 0")
+        check(0 < self.gamma <= 1, "gamma", self.gamma, "must be in (0, 1]")
+        check(0 <= self.lam <= 1, "lam", self.lam, "must be in [0, 1]")
+        check(self.kl_coef >= 0, "kl_coef", self.kl_coef, "must be >= 0")
+        check(self.kl_estimator in ("k1", "k3"), "kl_estimator", self.kl_estimator, "must be k1 or k3")
+        check(self.target_kl > 0, "target_kl", self.target_kl, "must be > 0")
+        check(self.kl_horizon >= 1, "kl_horizon", self.kl_horizon, "must be >= 1")
+        check(self.reward_clip >= 0, "reward_clip", self.reward_clip, "must be >= 0 (0 = off)")
+        check(self.missing_eos_penalty >= 0, "missing_eos_penalty", self.missing_eos_penalty, "must be >= 0")
+        check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
+        check(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "must be >= 1")
+        check(self.value_model in ("separate", "head"), "value_model", self.value_model, "must be separate or head")
+        check(0 < self.save_every <= 1, "save_every", self.save_every, "must be in (0, 1]")
+        check(self.log_samples >= 0, "log_samples", self.log_samples, "must be >= 0")
+        validate_reward_terms(self.rewards, "rewards")
+        nested("lora", self.lora.validate)
+
+    @property
+    def mini_batch_size(self) -> int:
+        return self.batch_size // self.mini_batches
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.mini_batch_size // self.grad_accum
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_episodes // self.batch_size
+
+
+@dataclass
+class EvaluateConfig:
+    num_prompts: int = 256
+    """held-out prompts scored per policy"""
+    temperature: float = 0.7
+    """near-greedy sampling for the headline metrics (0 = greedy)"""
+    max_new_tokens: int = 48
+    """longest response"""
+    batch_size: int = 64
+    """prompts per generation batch"""
+    ranked_prompts: int = 20
+    """prompts in the ranked-samples page"""
+    ranked_completions: int = 4
+    """completions per prompt and policy in the ranked-samples page"""
+    ranked_temperature: float = 1.0
+    """sampling temperature of the ranked samples (diversity is the point there)"""
+    seed: int = 0
+    """seed of prompt choice and sampling, the same for every policy"""
+
+    def validate(self) -> None:
+        check(self.num_prompts >= 1, "num_prompts", self.num_prompts, "must be >= 1")
+        check(self.temperature >= 0, "temperature", self.temperature, "must be >= 0 (0 = greedy)")
+        check(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "must be >= 1")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(self.ranked_prompts >= 1, "ranked_prompts", self.ranked_prompts, "must be >= 1")
+        check(self.ranked_completions >= 3, "ranked_completions", self.ranked_completions, "must be >= 3 (BEST, MEDIUM, WORST)")
+        check(self.ranked_temperature > 0, "ranked_temperature", self.ranked_temperature, "must be > 0")
+
+
+SECTIONS: dict[str, type] = {
+    "runtime": RuntimeConfig,
+    "corpus": CorpusConfig,
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "model": ModelConfig,
+    "sft": SFTConfig,
+    "preferences": PreferencesConfig,
+    "reward": RewardConfig,
+    "ppo": PPOConfig,
+    "evaluate": EvaluateConfig,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+def _coerce(value, tp, key: str):
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin is list:
+        check(isinstance(value, list), key, value, "must be a list")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "must be a number")
+        return float(value)
+    if tp is int:
+        check(isinstance(value, int) and not isinstance(value, bool), key, value, "must be an integer")
+        return value
+    if tp is bool:
+        check(isinstance(value, bool), key, value, "must be true or false")
+        return value
+    if tp is str:
+        check(isinstance(value, str), key, value, "must be a string")
+        return value
+    raise TypeError(f"unsupported annotation {tp} for {key}")
+
+
+def _build(cls, raw, prefix: str):
+    check(isinstance(raw, dict), prefix, raw, "must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        check(key in names, f"{prefix}.{key}", raw[key], f"unknown key; known: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in raw.items()}
+    try:
+        obj = cls(**kwargs)
+    except TypeError as err:  # a required field (no default) is missing
+        raise ParamError(prefix, raw, str(err)) from None
+    return obj
+
+
+def load_section(name: str, params_path: str | Path = "params.yaml"):
+    """Read one section of params.yaml into its dataclass and validate it."""
+    cls = SECTIONS[name]
+    path = Path(params_path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: params file not found")
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise PipelineError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    section = params.get(name, {})
+    cfg = _build(cls, section if section is not None else {}, name)
+    nested(name, cfg.validate)
+    return cfg
+
+
+def load(*names: str, params_path: str | Path = "params.yaml") -> tuple:
+    return tuple(load_section(n, params_path) for n in names)
+
+
+def as_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)

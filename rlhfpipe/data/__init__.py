@@ -1,0 +1,1 @@
+"""Data: the generated corpus, native-format readers, the normalised schema and the prepare step."""
