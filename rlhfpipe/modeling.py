@@ -1,0 +1,169 @@
+"""Tokenizer and models: a from-scratch byte-level BPE + Llama, or any local path / hub id."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from rlhfpipe.config import LoraConfig, ModelConfig
+from rlhfpipe.errors import PipelineError
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
+
+# Each message ends with EOS, so a generated assistant turn stops at EOS. The template is
+# prefix-consistent (prompt with add_generation_prompt is a prefix of prompt + completion), which
+# TRL's completion-only SFT loss relies on.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (no unknown bytes) with a pad token distinct from EOS and our chat template."""
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[PAD, BOS, EOS, UNK, *ROLE_TOKENS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+        additional_special_tokens=ROLE_TOKENS, padding_side="left", model_max_length=4096,
+    )
+    hf.chat_template = CHAT_TEMPLATE
+    return hf
+
+
+def adapt_pretrained_tokenizer(name_or_path: str, trust_remote_code: bool) -> PreTrainedTokenizerFast:
+    """Load a pretrained tokenizer; add a dedicated pad token and a chat template if it lacks them."""
+    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
+        # A pad equal to EOS would mask the real EOS out of the loss and of PPO's truncation.
+        tok.add_special_tokens({"pad_token": PAD})
+    if not tok.chat_template:
+        if tok.bos_token is None:
+            tok.add_special_tokens({"bos_token": BOS})
+        tok.chat_template = CHAT_TEMPLATE
+    tok.padding_side = "left"
+    return tok
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.padding_side = "left"
+    return tok
+
+
+def hub_guard(name_or_path: str) -> None:
+    """A clear line instead of a connection traceback when a hub id is asked for offline."""
+    if not Path(name_or_path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+        from huggingface_hub import try_to_load_from_cache
+
+        if try_to_load_from_cache(name_or_path, "config.json") is None:
+            raise PipelineError(
+                f"params.yaml: model.name_or_path={name_or_path!r}: not a local path, and HF_HUB_OFFLINE=1 "
+                "forbids downloading it; download it first or point to a local copy"
+            )
+
+
+def build_causal_lm(cfg: ModelConfig, tokenizer) -> LlamaForCausalLM:
+    """A small Llama-style model from params (used when model.name_or_path is empty)."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        attention_dropout=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(cfg.seed)
+    return LlamaForCausalLM(config).to(DTYPES[cfg.dtype])
+
+
+def load_causal_lm(name_or_path: str, tokenizer, *, dtype: str = "float32", trust_remote_code: bool = False):
+    hub_guard(name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, use_safetensors=True
+    )
+    align_embeddings(model, tokenizer)
+    return model
+
+
+def load_sequence_classifier(name_or_path: str, tokenizer, *, dtype: str = "float32", trust_remote_code: bool = False):
+    """A one-label sequence classifier; from a causal LM checkpoint the backbone is reused, the head is new."""
+    hub_guard(name_or_path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        name_or_path, num_labels=1, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, use_safetensors=True
+    )
+    align_embeddings(model, tokenizer)
+    return model
+
+
+def align_embeddings(model, tokenizer) -> None:
+    """Grow the embeddings when the tokenizer gained tokens (pad), and tell the model its special ids."""
+    if model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    for cfg in (model.config, getattr(model, "generation_config", None)):
+        if cfg is not None:
+            cfg.pad_token_id = tokenizer.pad_token_id
+            cfg.eos_token_id = tokenizer.eos_token_id
+            cfg.bos_token_id = tokenizer.bos_token_id
+
+
+def peft_config(lora: LoraConfig, task_type: str):
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
+        task_type=task_type, bias="none",
+    )
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout off everywhere: PPO's ratio must be exactly 1 before the first update."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for key in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        if hasattr(model.config, key):
+            setattr(model.config, key, 0.0)
+
+
+def save_model(model, tokenizer, path: Path) -> None:
+    """Weights in safetensors, plus the tokenizer, so the directory loads with from_pretrained."""
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+
+
+def count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,1 @@
+"""Training loops: SFT and reward (TRL), PPO (our own)."""

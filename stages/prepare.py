@@ -1,0 +1,33 @@
+"""Stage prepare: read data.source at data.path, split by dialogue, write SFT examples and prompt sets."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlhfpipe.cli import run_stage, usage  # noqa: E402
+from rlhfpipe.config import load_section  # noqa: E402
+from rlhfpipe.data.formats import read_records  # noqa: E402
+from rlhfpipe.data.prepare import check_disjoint, prepare  # noqa: E402
+from rlhfpipe.errors import PipelineError  # noqa: E402
+from rlhfpipe.io import atomic_path, write_json, write_jsonl  # noqa: E402
+
+
+def main(argv: list[str]) -> None:
+    out_dir, metrics_path = usage(argv, 2, "prepare.py OUT_DIR METRICS_JSON")
+    cfg = load_section("data")
+    records = read_records(cfg.source, cfg.path, cfg)
+    files, metrics = prepare(records, cfg)
+    check_disjoint(files)
+    if not files["sft_train"] and not files["pairs_train"] and not files["prompts_train"]:
+        raise PipelineError(f"{cfg.path}: no usable training records after preparation (dropped: {metrics['dropped']})")
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for name, rows in files.items():
+            write_jsonl(tmp / f"{name}.jsonl", rows)
+    write_json(metrics_path, metrics)
+    print("prepare: " + ", ".join(f"{k}={v}" for k, v in metrics["counts"].items() if v))
+
+
+if __name__ == "__main__":
+    run_stage(main)
