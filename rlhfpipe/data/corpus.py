@@ -209,10 +209,27 @@ CLOSINGS = (
     "Okay, I feel a bit better talking about it.", "Maybe you are right.",
 )
 
-# Strategies that fit each therapist turn (MESC-style progressions: explore, then comfort and act).
-FIRST_TURN = ("Open question", "Restatement", "Interpretation")
-MIDDLE_TURN = ("Approval", "Advisement", "Self-disclosure", "Communication Skills", "Interpretation")
-LAST_TURN = ("Approval", "Structuring the therapy", "Guiding the pace and depth of the conversation", "Others")
+# The fitting strategy is a function of the conversation's stage, the client's emotion and the
+# problem (a MESC-style progression: explore first, then comfort or act, then close). Because it is
+# determined by the prompt, a response with another strategy is a worse response, not an equally
+# good alternative, and a reward model can learn the difference.
+FIRST_TURN = {
+    "anger": "Restatement", "sadness": "Open question", "disgust": "Restatement", "depression": "Interpretation",
+    "neutral": "Open question", "fear": "Interpretation",
+}
+MIDDLE_TURN = {
+    "anger": "Communication Skills", "sadness": "Self-disclosure", "disgust": "Approval",
+    "depression": "Guiding the pace and depth of the conversation", "neutral": "Advisement", "fear": "Approval",
+}
+LAST_TURN = ("Structuring the therapy", "Approval", "Others", "Advisement")
+
+
+def fitting_strategy(turn: int, emotion: str, problem_index: int) -> str:
+    if turn == 0:
+        return FIRST_TURN[emotion]
+    if turn == 1:
+        return MIDDLE_TURN[emotion]
+    return LAST_TURN[problem_index % len(LAST_TURN)]
 
 
 def _response(strategy: str, p: Problem, x: str, event_ing: str, emo_adj: str, rng: random.Random) -> str:
@@ -273,7 +290,8 @@ def _clean(text: str) -> str:
 
 def generate_dialogue(index: int, rng: random.Random) -> list[dict]:
     """One dialogue as MultiMood rows, one row per therapist turn."""
-    p = rng.choice(PROBLEMS)
+    problem_index = rng.randrange(len(PROBLEMS))
+    p = PROBLEMS[problem_index]
     client_event, event_ing = rng.choice(p.events)
     x = rng.choice(p.slots)
     client_event, event_ing = client_event.replace("{x}", x), event_ing.replace("{x}", x)
@@ -288,16 +306,10 @@ def generate_dialogue(index: int, rng: random.Random) -> list[dict]:
         (_clean(f"{rng.choice(p.details).replace('{x}', x)}. {rng.choice(emo_phrases).capitalize()}."), emotion),
         (rng.choice(CLOSINGS), "joy"),
     ][:n_exchanges]
-    pools = [FIRST_TURN, MIDDLE_TURN, LAST_TURN]
     history: list[dict] = []
     rows = []
     for turn, (user_text, user_emotion) in enumerate(client_msgs):
-        pool = pools[turn]
-        if turn > 0 and user_emotion == "anger":
-            pool = pool + ("Communication Skills",)
-        if turn > 0 and user_emotion == "depression":
-            pool = pool + ("Guiding the pace and depth of the conversation",)
-        strategy = rng.choice(pool)
+        strategy = fitting_strategy(turn, emotion, problem_index)
         adj = "relieved" if user_emotion == "joy" else emo_adj
         response = _response(strategy, p, x, event_ing, adj, rng)
         rows.append({

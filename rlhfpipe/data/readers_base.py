@@ -55,7 +55,8 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    raise PipelineError(f"{path}:{lineno}: not UTF-8 ({err.reason} at byte {err.start} of the line)") from None
+                    reason = f"{err.reason} at byte {err.start} of the line"
+                    raise PipelineError(f"{path}:{lineno}: not UTF-8 ({reason})") from None
                 if lineno == 1:
                     line = line.removeprefix("\ufeff")
                 has_text = has_text or bool(line.strip())
@@ -165,12 +166,12 @@ def _load_hub(hub_id: str):
     import datasets
 
     if _hub_offline() and not _hub_cached(hub_id):
-        raise PipelineError(f"{hub_id}: hub dataset id cannot be loaded offline (HF_HUB_OFFLINE is set) and is "
-                            "not in the local cache; load it once online or give a local path")
+        raise PipelineError(f"{hub_id}: no such local path, and as a hub dataset id it cannot be loaded offline "
+                            "(HF_HUB_OFFLINE is set) as it is not in the local cache; load it once online")
     try:
         return datasets.load_dataset(hub_id)
     except Exception as err:  # datasets raises many unrelated types; each becomes one line here
-        raise PipelineError(f"{hub_id}: cannot load hub dataset ({first_line(err)})") from None
+        raise PipelineError(f"{hub_id}: no such local path, and as a hub dataset id: {first_line(err)}") from None
 
 
 def _load_dir(path: Path):
@@ -184,7 +185,7 @@ def _load_dir(path: Path):
 
 
 def dataset_rows(ds, name: str) -> Iterator[Row]:
-    """Rows of a Dataset or DatasetDict; the split is kept only when there are several to honour."""
+    """Rows of a Dataset or DatasetDict; a split named train/validation/test is kept when there are several."""
     parts = list(ds.items()) if hasattr(ds, "items") else [(None, ds)]
     for split, part in parts:
         kept = SPLIT_NAMES.get(split) if len(parts) > 1 else None
@@ -202,7 +203,8 @@ def load_rows(path: Path, parse_csv=csv_rows) -> Iterator[Row]:
     suffix = data_suffix(path)
     parsers = {".jsonl": jsonl_rows, ".json": json_rows, ".csv": parse_csv, ".parquet": _parquet_rows}
     if suffix not in parsers:
-        raise PipelineError(f"{path}: unsupported file type {suffix!r}; expected .jsonl, .json, .csv (each optionally .gz) or .parquet")
+        raise PipelineError(f"{path}: unsupported file type {suffix!r}; "
+                            "expected .jsonl, .json, .csv (each optionally .gz) or .parquet")
     return parsers[suffix](path)
 
 
@@ -253,7 +255,8 @@ def split_label(obj: dict, key: str, where: str) -> str:
 def messages(value, key: str, where: str) -> list[dict]:
     """A conversation as [{"role", "content"}] with schema roles and string contents."""
     if not isinstance(value, list):
-        raise PipelineError(f"{where}: key '{key}' must be a list of {{role, content}} messages, got {type(value).__name__}")
+        kind = type(value).__name__
+        raise PipelineError(f"{where}: key '{key}' must be a list of {{role, content}} messages, got {kind}")
     out = []
     for i, msg in enumerate(value):
         if not isinstance(msg, dict) or msg.get("role") not in ("system", "user", "assistant"):

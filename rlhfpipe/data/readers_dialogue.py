@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterator
 
 from rlhfpipe.config import DataConfig
 from rlhfpipe.data.readers_base import (
@@ -128,8 +129,8 @@ STRATEGY_LABELS = {_label_key(s): s for s in ESCONV_STRATEGIES} | {
 def _esconv_strategy(msg: dict, where: str) -> str | None:
     """The JSON release nests the label in ``annotation`` (with feedback scores); the JSONL one has it flat."""
     if "annotation" in msg:
-        where = f"{where}.annotation"
         holder = require(msg, "annotation", dict, where)
+        where = f"{where}.annotation"
     else:
         holder = msg
     if holder.get("strategy") is None:
@@ -190,18 +191,19 @@ def read_esconv_jsonl(path: Path, cfg: DataConfig) -> Records:
 ED_FIELDS = ("conv_id", "utterance_idx", "context", "prompt", "speaker_idx", "utterance", "selfeval", "tags")
 
 
-def _ed_csv_rows(path: Path):
+def _ed_csv_rows(path: Path) -> Iterator[Row]:
     """ED's CSV has no quoting (commas are written ``_comma_``); fields past the eighth are ignored."""
     lines = text_lines(path)
     _, header = next(lines)
-    if tuple(header.strip().split(",")[:8]) != ED_FIELDS:
+    if tuple(header.strip().split(",")[:len(ED_FIELDS)]) != ED_FIELDS:
         raise PipelineError(f"{path}:1: header must start with {','.join(ED_FIELDS)}")
     for lineno, line in lines:
         if not line.strip():
             continue
         fields = line.rstrip("\r\n").split(",")
         if len(fields) < len(ED_FIELDS):
-            raise PipelineError(f"{path}:{lineno}: expected at least {len(ED_FIELDS)} fields ({','.join(ED_FIELDS)}), got {len(fields)}")
+            raise PipelineError(f"{path}:{lineno}: expected at least {len(ED_FIELDS)} fields "
+                                f"({','.join(ED_FIELDS)}), got {len(fields)}")
         yield Row(f"{path}:{lineno}", dict(zip(ED_FIELDS, fields)))
 
 
@@ -276,7 +278,7 @@ def read_context_response(path: Path, cfg: DataConfig) -> Records:
 HA_TAG = re.compile(r"<(HUMAN|ASSISTANT)>:", re.IGNORECASE)
 
 
-def _blank_line_blocks(path: Path):
+def _blank_line_blocks(path: Path) -> Iterator[Row]:
     """Records of a .txt file are separated by blank lines; each is located at its first line."""
     block: list[str] = []
     start = 0

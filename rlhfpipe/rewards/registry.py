@@ -1,0 +1,59 @@
+"""The reward registry: named rewards combined by weight, shared by PPO, GRPO and MOODPO.
+
+Every reward maps (prompts, responses) to one float per response. ``combine`` returns the weighted
+sum and each component, so trainers can log what drove the total.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from rlhfpipe.config import RewardTerm
+from rlhfpipe.errors import PipelineError
+
+BREVITY_WORDS = 40
+"""responses of this many words or more get brevity 0; an empty one gets 1"""
+
+
+def brevity(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
+    """1 - min(words, 40) / 40: pulls against rewards that favour saying more."""
+    return torch.tensor([1.0 - min(len(r.split()), BREVITY_WORDS) / BREVITY_WORDS for r in responses])
+
+
+def empathy(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
+    """VADER compound of the response, in [-1, 1]."""
+    from rlhfpipe.rewards.empathy import empathy_scores
+
+    return torch.tensor(empathy_scores(responses), dtype=torch.float32)
+
+
+def cohesion(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
+    """TAACO-style cohesion of the dialogue window the response closes, in [0, 1]."""
+    from rlhfpipe.rewards.cohesion import CohesionWeights, cohesion_rewards
+
+    windows = [[m["content"] for m in p if m["role"] != "system"] + [r] for p, r in zip(prompts, responses)]
+    return torch.tensor(cohesion_rewards(windows, CohesionWeights()), dtype=torch.float32)
+
+
+class RewardRegistry:
+    """Resolves reward names; the reward model is injected because it is loaded from a stage dep."""
+
+    def __init__(self, reward_model=None, normalize_reward_model: bool = True, batch_size: int = 64):
+        self.functions: dict[str, Callable] = {"brevity": brevity, "empathy": empathy, "cohesion": cohesion}
+        if reward_model is not None:
+            self.functions["reward_model"] = lambda p, r: reward_model.score(
+                p, r, batch_size=batch_size, normalize=normalize_reward_model)
+
+    def score(self, name: str, prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
+        if name not in self.functions:
+            raise PipelineError(f"reward {name!r} needs its model; known here: {', '.join(sorted(self.functions))}")
+        return self.functions[name](prompts, responses).float()
+
+    def combine(self, terms: list[RewardTerm], prompts: list[list[dict]], responses: list[str]
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(B,) weighted sum over ``terms`` and the (B,) score of each term."""
+        components = {t.name: self.score(t.name, prompts, responses) for t in terms}
+        total = sum(t.weight * components[t.name] for t in terms)
+        return total, components

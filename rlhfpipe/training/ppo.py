@@ -1,0 +1,294 @@
+"""PPO for a chat policy, on plain PyTorch + transformers (+ peft), read top to bottom like CleanRL.
+
+One update = rollout -> rewards -> advantages -> several epochs of clipped updates over mini-batches.
+Implementation details follow "The N Implementation Details of RLHF with PPO" (Huang et al. 2023):
+dropout off, EOS truncation with a missing-EOS penalty, per-token KL penalty with the score on the
+last token, the rollout temperature reused for every log-prob, advantages whitened per rollout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from rlhfpipe.config import PPOConfig, as_dict
+from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
+from rlhfpipe.ppo_math import (
+    AdaptiveKLController,
+    FixedKLController,
+    compute_gae,
+    entropy_from_logits,
+    kl_estimate,
+    logprobs_from_logits,
+    masked_mean,
+    masked_var,
+    masked_whiten,
+    policy_loss,
+    token_rewards,
+    truncate_after_eos,
+    value_loss,
+)
+from rlhfpipe.rewards.reward_model import token_values
+
+
+class ValueHead(torch.nn.Module):
+    """A scalar head on the policy's last hidden state (``ppo.value_model: head``): no second network."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.score = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.score.weight)
+        torch.nn.init.zeros_(self.score.bias)
+
+
+@dataclass
+class PPOModels:
+    policy: torch.nn.Module
+    """trainable causal LM (a peft model when LoRA is on)"""
+    ref_policy: torch.nn.Module | None
+    """frozen reference; None with LoRA, where the base with the adapter disabled is the reference"""
+    value_model: torch.nn.Module
+    """sequence classifier initialised from the reward model, or a ValueHead on the policy"""
+    lora: bool = False
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        return params + [p for p in self.value_model.parameters() if p.requires_grad]
+
+
+@dataclass
+class RunState:
+    update: int = 0
+    kl_coef: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+def forward_policy(models: PPOModels, input_ids, attention_mask, context_length: int, temperature: float,
+                   use_reference: bool = False, want_hidden: bool = False):
+    """Logits for the response positions: the token at t is predicted from position context_length - 1 + t."""
+    model = models.ref_policy if use_reference and models.ref_policy is not None else models.policy
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask,
+                  position_ids=position_ids_from_mask(attention_mask), output_hidden_states=want_hidden)
+    if use_reference and models.lora:
+        with models.policy.disable_adapter():
+            out = models.policy(**kwargs)
+    else:
+        out = model(**kwargs)
+    logits = out.logits[:, context_length - 1: -1]  # (B, T, V)
+    hidden = out.hidden_states[-1][:, context_length - 1: -1] if want_hidden else None
+    return logits, hidden
+
+
+def response_values(models: PPOModels, input_ids, attention_mask, context_length: int, hidden=None):
+    """(B, T) value of the state before each response token."""
+    if isinstance(models.value_model, ValueHead):
+        return models.value_model.score(hidden).squeeze(-1).float()
+    return token_values(models.value_model, input_ids, attention_mask)[:, context_length - 1: -1]
+
+
+def lr_lambda(schedule: str, total: int, warmup: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        if schedule == "constant":
+            return 1.0
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return max(0.0, 1.0 - progress)
+    return factor
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints: tensors in safetensors, everything else in JSON (no pickle anywhere).
+# --------------------------------------------------------------------------------------------------
+def save_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, generator: torch.Generator,
+                    state: RunState) -> None:
+    tmp = directory / "checkpoint.tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in models.policy.state_dict().items()}, tmp / "policy.safetensors")
+    save_file({k: v.contiguous() for k, v in models.value_model.state_dict().items()}, tmp / "value.safetensors")
+    opt = optimizer.state_dict()
+    tensors = {f"{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
+    tensors["generator"] = generator.get_state()
+    tensors["torch_rng"] = torch.get_rng_state()
+    save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "state.json").write_text(json.dumps({
+        "update": state.update, "kl_coef": state.kl_coef, "history": state.history,
+        "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(),
+    }))
+    final = directory / "checkpoint"
+    if final.exists():
+        for p in final.iterdir():
+            p.unlink()
+        final.rmdir()
+    tmp.rename(final)
+
+
+def load_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, generator: torch.Generator) -> RunState | None:
+    ckpt = directory / "checkpoint"
+    if not (ckpt / "state.json").is_file():
+        return None
+    models.policy.load_state_dict(load_file(ckpt / "policy.safetensors"))
+    models.value_model.load_state_dict(load_file(ckpt / "value.safetensors"))
+    meta = json.loads((ckpt / "state.json").read_text())
+    tensors = load_file(ckpt / "optimizer.safetensors")
+    generator.set_state(tensors.pop("generator"))
+    torch.set_rng_state(tensors.pop("torch_rng"))
+    opt_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        opt_state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    return RunState(update=meta["update"], kl_coef=meta["kl_coef"], history=meta["history"])
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[dict]], registry, live,
+              checkpoint_directory: Path) -> RunState:
+    """Run ``cfg.num_updates`` PPO updates; resumes from ``checkpoint_directory`` when it holds a checkpoint."""
+    eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    optimizer = torch.optim.AdamW(models.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(cfg.lr_schedule, cfg.num_updates, int(cfg.warmup_ratio * cfg.num_updates)))
+    kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
+              else FixedKLController(cfg.kl_coef))
+    generator = torch.Generator().manual_seed(cfg.seed)
+    state = load_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator) or RunState(kl_coef=kl_ctl.value)
+    kl_ctl.value = state.kl_coef
+    for row in state.history:  # replay the curves of the interrupted run
+        for key, value in row.items():
+            live.log_metric(key, value)
+        live.next_step()
+    save_every = max(1, round(cfg.save_every * cfg.num_updates))
+    # Prompt order: a fixed permutation per pass over the data, derived from the seed alone, so a
+    # resumed run sees the same prompts as an uninterrupted one.
+    order_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    passes = math.ceil(cfg.num_updates * cfg.batch_size / len(prompts))
+    order = torch.cat([torch.randperm(len(prompts), generator=order_gen) for _ in range(passes)]).tolist()
+
+    bar = tqdm(total=cfg.num_updates, initial=state.update, desc="ppo updates", unit="update")
+    for update in range(state.update, cfg.num_updates):
+        batch_prompts = [prompts[i] for i in order[update * cfg.batch_size:(update + 1) * cfg.batch_size]]
+        # 1. rollout: sample responses with the KV cache; keep the sampling log-probs
+        models.policy.eval()
+        queries, query_mask = encode_prompts(tokenizer, batch_prompts)
+        context_length = queries.shape[1]
+        gen = sample(models.policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens,
+                     temperature=cfg.temperature, eos_token_id=eos_id, pad_token_id=pad_id, generator=generator)
+        # 2. truncate after the first EOS; the mask keeps the EOS itself
+        responses, mask = truncate_after_eos(gen.responses, eos_id, pad_id)
+        logprobs = gen.logprobs * mask
+        input_ids = torch.cat([queries, responses], dim=1)
+        attention_mask = torch.cat([query_mask, mask], dim=1)
+        texts = decode(tokenizer, responses)
+        with torch.no_grad():
+            # 3. reference log-probs at the rollout temperature, values of the rollout states
+            ref_logits, _ = forward_policy(models, input_ids, attention_mask, context_length, cfg.temperature,
+                                           use_reference=True)
+            ref_logprobs = logprobs_from_logits(ref_logits, responses, cfg.temperature) * mask
+            del ref_logits
+            hidden = None
+            if isinstance(models.value_model, ValueHead):
+                _, hidden = forward_policy(models, input_ids, attention_mask, context_length, cfg.temperature,
+                                           want_hidden=True)
+            values = response_values(models, input_ids, attention_mask, context_length, hidden) * mask
+            # 4. scores: weighted registry rewards, missing-EOS penalty, clipping
+            scores, components = registry.combine(cfg.rewards, batch_prompts, texts)
+            has_eos = (responses == eos_id).any(dim=1)
+            scores = scores - cfg.missing_eos_penalty * (~has_eos).float()
+            if cfg.reward_clip > 0:
+                scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
+            # 5. per-token rewards: KL penalty everywhere, score on the last real token
+            kl = kl_estimate(logprobs, ref_logprobs, cfg.kl_estimator) * mask
+            rewards, non_score_reward = token_rewards(scores, kl, kl_ctl.value, mask)
+            if cfg.whiten_rewards:
+                rewards = masked_whiten(rewards, mask, shift_mean=False)
+            # 6. advantages and returns (GAE), advantages whitened over the whole rollout
+            advantages, returns = compute_gae(values, rewards, mask, cfg.gamma, cfg.lam)
+            advantages = masked_whiten(advantages, mask)
+
+        # 7. PPO epochs over shuffled mini-batches, with gradient accumulation over micro-batches
+        models.policy.train()
+        stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac", "approxkl",
+                                                         "entropy", "ratio")}
+        for _ in range(cfg.ppo_epochs):
+            perm = torch.randperm(cfg.batch_size, generator=generator)
+            for mb_start in range(0, cfg.batch_size, cfg.mini_batch_size):
+                mb_inds = perm[mb_start:mb_start + cfg.mini_batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                for micro_start in range(0, cfg.mini_batch_size, cfg.micro_batch_size):
+                    inds = mb_inds[micro_start:micro_start + cfg.micro_batch_size]
+                    mb_mask = mask[inds].float()
+                    logits, mb_hidden = forward_policy(models, input_ids[inds], attention_mask[inds], context_length,
+                                                       cfg.temperature, want_hidden=isinstance(models.value_model, ValueHead))
+                    new_logprobs = logprobs_from_logits(logits, responses[inds], cfg.temperature)
+                    new_values = response_values(models, input_ids[inds], attention_mask[inds], context_length, mb_hidden)
+                    pg_loss, pg_stats = policy_loss(new_logprobs, logprobs[inds], advantages[inds], mb_mask, cfg.cliprange)
+                    vf_loss, vf_clipfrac = value_loss(new_values, values[inds], returns[inds], mb_mask, cfg.cliprange_value)
+                    loss = (pg_loss + cfg.vf_coef * vf_loss) / cfg.grad_accum
+                    loss.backward()
+                    with torch.no_grad():
+                        stats["pg_loss"].append(pg_loss.item())
+                        stats["vf_loss"].append(vf_loss.item())
+                        stats["clipfrac"].append(pg_stats["clipfrac"].item())
+                        stats["approxkl"].append(pg_stats["approxkl"].item())
+                        stats["ratio"].append(pg_stats["ratio"].item())
+                        stats["vf_clipfrac"].append(vf_clipfrac.item())
+                        stats["entropy"].append(masked_mean(entropy_from_logits(logits, cfg.temperature), mb_mask).item())
+                torch.nn.utils.clip_grad_norm_(models.trainable_parameters(), cfg.max_grad_norm)
+                optimizer.step()
+        lr = scheduler.get_last_lr()[0]
+        scheduler.step()
+
+        # 8. KL controller and logging
+        mean_kl = float(kl.sum(1).mean())
+        kl_ctl.update(mean_kl, cfg.batch_size)
+        explained_var = 1.0 - float(masked_var(returns - values, mask) / masked_var(returns, mask).clamp(min=1e-8))
+        row = {
+            "objective/score": float(scores.mean()),
+            "objective/kl": mean_kl,
+            "objective/non_score_reward": float(non_score_reward.sum(1).mean()),
+            "objective/kl_coef": state.kl_coef,
+            "policy/entropy": sum(stats["entropy"]) / len(stats["entropy"]),
+            "policy/approxkl": sum(stats["approxkl"]) / len(stats["approxkl"]),
+            "policy/clipfrac": sum(stats["clipfrac"]) / len(stats["clipfrac"]),
+            "policy/ratio": sum(stats["ratio"]) / len(stats["ratio"]),
+            "loss/policy": sum(stats["pg_loss"]) / len(stats["pg_loss"]),
+            "loss/value": sum(stats["vf_loss"]) / len(stats["vf_loss"]),
+            "value/clipfrac": sum(stats["vf_clipfrac"]) / len(stats["vf_clipfrac"]),
+            "value/explained_variance": explained_var,
+            "train/learning_rate": lr,
+            "rollout/response_length": float(mask.sum(1).float().mean()),
+            "rollout/eos_rate": float(has_eos.float().mean()),
+            **{f"reward/{name}": float(v.mean()) for name, v in components.items()},
+        }
+        row = {k: round(v, 6) for k, v in row.items()}
+        for key, value in row.items():
+            live.log_metric(key, value)
+        live.next_step()
+        state.update, state.kl_coef = update + 1, kl_ctl.value
+        state.history.append(row)
+        bar.set_postfix(score=f"{row['objective/score']:.3f}", kl=f"{mean_kl:.2f}")
+        bar.update(1)
+        if cfg.log_samples and (update % max(1, cfg.num_updates // 5) == 0):
+            tqdm.write(f"[update {update}] {texts[0]!r} -> score {float(scores[0]):.3f}")
+        if state.update % save_every == 0 and state.update < cfg.num_updates:
+            save_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator, state)
+    bar.close()
+    return state
+
+
+def run_config(cfg: PPOConfig) -> dict:
+    """The resolved settings written next to the final policy (derived sizes included)."""
+    return {**as_dict(cfg), "mini_batch_size": cfg.mini_batch_size, "micro_batch_size": cfg.micro_batch_size,
+            "num_updates": cfg.num_updates}

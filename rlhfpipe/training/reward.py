@@ -1,0 +1,94 @@
+"""Reward model: TRL's RewardTrainer on a one-label sequence classifier started from the SFT backbone."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import datasets
+import numpy as np
+import torch
+
+from rlhfpipe.config import RewardConfig
+from rlhfpipe.evaluation import bootstrap_ci, calibration_bins, pairwise_accuracy
+from rlhfpipe.modeling import count_params, disable_dropout, load_sequence_classifier, peft_config
+from rlhfpipe.rewards.reward_model import RewardModel
+from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, trainer_arguments
+
+
+def _dataset(rows: list[dict], margin: float) -> datasets.Dataset:
+    records = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+    if margin > 0:
+        for rec in records:
+            rec["margin"] = margin
+    return datasets.Dataset.from_list(records)
+
+
+def train_reward(cfg: RewardConfig, sft_dir: str, tokenizer, train_rows: list[dict], test_rows: list[dict],
+                 live, resume_key: str, bf16: bool = False):
+    """Train and return the (merged) model; checkpoints in checkpoints/reward are resumed when valid."""
+    from trl import RewardConfig as TrlRewardConfig
+    from trl import RewardTrainer
+
+    model = load_sequence_classifier(sft_dir, tokenizer)
+    disable_dropout(model)
+    ckpt, resumable = checkpoint_dir("reward", resume_key)
+    args = TrlRewardConfig(
+        **trainer_arguments(
+            ckpt, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+            warmup_ratio=0.05, weight_decay=0.0, seed=cfg.seed, n_examples=len(train_rows),
+            save_every=0.25, bf16=bf16,
+        ),
+        max_length=cfg.max_length,
+        center_rewards_coefficient=cfg.center_rewards_coefficient or None,
+        disable_dropout=True,
+    )
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(train_rows, cfg.margin),
+        eval_dataset=_dataset(test_rows, cfg.margin),
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg.lora, "SEQ_CLS") if cfg.lora.enabled else None,
+        callbacks=[LiveCallback(live, ("loss", "learning_rate", "grad_norm", "accuracy", "margin", "eval_loss",
+                                       "eval_accuracy", "eval_margin"))],
+    )
+    trainer.train(resume_from_checkpoint=True if resumable else None)
+    model = trainer.model
+    if cfg.lora.enabled:
+        model = model.merge_and_unload()
+    clear_checkpoints("reward")
+    return model.eval(), {"params": count_params(model), "steps": trainer.state.global_step}
+
+
+def evaluate_reward(rm: RewardModel, test_rows: list[dict], cfg: RewardConfig) -> tuple[dict, list[dict]]:
+    """Held-out accuracy with a bootstrap interval, margin, per-source accuracy, length baseline, calibration."""
+    prompts = [r["prompt"] for r in test_rows]
+    chosen = rm.score(prompts, [r["chosen"][0]["content"] for r in test_rows]).tolist()
+    rejected = rm.score(prompts, [r["rejected"][0]["content"] for r in test_rows]).tolist()
+    wins = [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected)]
+    low, high = bootstrap_ci(wins, cfg.bootstrap_samples, cfg.seed)
+    by_source = defaultdict(list)
+    for row, w in zip(test_rows, wins):
+        by_source[row["source"]].append(w)
+    length_wins = []
+    for r in test_rows:
+        lc, lr = len(r["chosen"][0]["content"].split()), len(r["rejected"][0]["content"].split())
+        length_wins.append(1.0 if lc > lr else 0.5 if lc == lr else 0.0)
+    metrics = {
+        "accuracy": round(pairwise_accuracy(chosen, rejected), 4),
+        "accuracy_ci95": [round(low, 4), round(high, 4)],
+        "mean_margin": round(float(np.mean(np.array(chosen) - np.array(rejected))), 4),
+        "accuracy_by_source": {k: round(float(np.mean(v)), 4) for k, v in sorted(by_source.items())},
+        "length_baseline_accuracy": round(float(np.mean(length_wins)), 4),
+        "test_pairs": len(test_rows),
+    }
+    return metrics, calibration_bins(chosen, rejected, cfg.calibration_bins)
+
+
+@torch.no_grad()
+def normalisation_stats(rm: RewardModel, prompt_rows: list[dict], limit: int = 512) -> dict:
+    """Mean and std of the reward on reference responses to held-out prompts (PPO normalises with them)."""
+    rows = [r for r in prompt_rows if r.get("reference")][:limit]
+    scores = rm.score([r["prompt"] for r in rows], [r["reference"] for r in rows])
+    std = float(scores.std()) if len(scores) > 1 else 1.0
+    return {"mean": round(float(scores.mean()), 6), "std": round(max(std, 1e-6), 6), "n": len(rows)}

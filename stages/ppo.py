@@ -1,0 +1,71 @@
+"""Stage ppo: tune the SFT policy with our PPO against the registry rewards (reward model by default)."""
+
+import copy
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
+from rlhfpipe.config import as_dict, load_section  # noqa: E402
+from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
+from rlhfpipe.modeling import disable_dropout, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model  # noqa: E402
+from rlhfpipe.plots import training_panels  # noqa: E402
+from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
+from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
+from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live  # noqa: E402
+from rlhfpipe.training.ppo import PPOModels, ValueHead, run_config, train_ppo  # noqa: E402
+
+
+def build_models(cfg, sft_dir: str, reward_dir: str, tokenizer) -> PPOModels:
+    policy = load_causal_lm(sft_dir, tokenizer)
+    disable_dropout(policy)
+    ref_policy = None
+    if cfg.lora.enabled:
+        from peft import get_peft_model
+
+        policy = get_peft_model(policy, peft_config(cfg.lora, "CAUSAL_LM"))
+    else:
+        ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)
+    if cfg.value_model == "head":
+        value_model = ValueHead(policy.config.hidden_size)
+    else:
+        value_model = load_sequence_classifier(reward_dir, tokenizer)
+        disable_dropout(value_model)
+    return PPOModels(policy=policy, ref_policy=ref_policy, value_model=value_model, lora=cfg.lora.enabled)
+
+
+def main(argv: list[str]) -> None:
+    prepared, sft_dir, reward_dir, out_dir, metrics_path, curves_dir, figure_path = usage(
+        argv, 7, "ppo.py PREPARED_DIR SFT_DIR REWARD_DIR OUT_DIR METRICS_JSON CURVES_DIR FIGURE_PNG")
+    runtime, cfg = load_section("runtime"), load_section("ppo")
+    setup_runtime(runtime.num_threads, cfg.seed)
+    tokenizer = load_tokenizer(sft_dir)
+    prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
+    models = build_models(cfg, sft_dir, reward_dir, tokenizer)
+    registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards)
+    key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "prompts_train.jsonl"),
+                      file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
+    ckpt, _ = checkpoint_dir("ppo", key)
+    with atomic_path(curves_dir) as curves:
+        live = open_live(curves)
+        state = train_ppo(cfg, models, tokenizer, prompts, registry, live, ckpt)
+        live.end()
+    policy = models.policy.merge_and_unload() if cfg.lora.enabled else models.policy
+    with atomic_path(out_dir) as tmp:
+        save_model(policy, tokenizer, tmp)
+        write_json(tmp / "ppo_config.json", run_config(cfg))
+    with atomic_path(figure_path) as tmp:
+        training_panels(state.history, tmp, "PPO training")
+    last = state.history[-1]
+    first = state.history[0]
+    write_json(metrics_path, {"updates": state.update, "first_score": first["objective/score"],
+                              "final_score": last["objective/score"], "final_kl": last["objective/kl"],
+                              "final_kl_coef": state.kl_coef, "final_entropy": last["policy/entropy"]})
+    clear_checkpoints("ppo")
+    print(f"ppo: {state.update} updates, score {first['objective/score']:.3f} -> {last['objective/score']:.3f}, "
+          f"kl {last['objective/kl']:.3f}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

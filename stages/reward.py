@@ -1,0 +1,42 @@
+"""Stage reward: train the reward model on the preference pairs, then measure it on held-out pairs."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
+from rlhfpipe.config import as_dict, load_section  # noqa: E402
+from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
+from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
+from rlhfpipe.rewards.reward_model import STATS_FILE, RewardModel  # noqa: E402
+from rlhfpipe.training.common import file_digest, fingerprint, open_live  # noqa: E402
+from rlhfpipe.training.reward import evaluate_reward, normalisation_stats, train_reward  # noqa: E402
+
+
+def main(argv: list[str]) -> None:
+    prepared, pairs_dir, sft_dir, out_dir, metrics_path, calibration_path, curves_dir = usage(
+        argv, 7, "reward.py PREPARED_DIR PAIRS_DIR SFT_DIR OUT_DIR METRICS_JSON CALIBRATION_JSON CURVES_DIR")
+    runtime, cfg = load_section("runtime"), load_section("reward")
+    setup_runtime(runtime.num_threads, cfg.seed)
+    tokenizer = load_tokenizer(sft_dir)
+    train_rows, test_rows = read_jsonl(Path(pairs_dir) / "train.jsonl"), read_jsonl(Path(pairs_dir) / "test.jsonl")
+    key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(pairs_dir)), file_digest(Path(sft_dir)))
+    with atomic_path(curves_dir) as curves:
+        live = open_live(curves)
+        model, train_metrics = train_reward(cfg, sft_dir, tokenizer, train_rows, test_rows, live, key)
+        live.end()
+    with atomic_path(out_dir) as tmp:
+        save_model(model, tokenizer, tmp)
+        rm = RewardModel(tmp)
+        stats = normalisation_stats(rm, read_jsonl(Path(prepared) / "prompts_test.jsonl"))
+        write_json(tmp / STATS_FILE, stats)
+        metrics, calibration = evaluate_reward(rm, test_rows, cfg)
+    write_json(metrics_path, {**metrics, **train_metrics, "reference_reward_mean": stats["mean"],
+                              "reference_reward_std": stats["std"]})
+    write_json(calibration_path, calibration)
+    print(f"reward: {metrics}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
