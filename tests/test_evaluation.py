@@ -102,6 +102,15 @@ def test_bootstrap_ci_is_deterministic_and_contains_the_mean():
         bootstrap_ci([], samples=20, seed=0)
 
 
+def test_bootstrap_ci_half_widths_match_the_normal_approximation():
+    values = np.random.default_rng(0).normal(1.0, 2.0, size=50)
+    # alpha 0.2: the 10th/90th percentiles of the resampled means, about mean -/+ 1.2816 standard errors
+    expected = 1.2816 * values.std() / math.sqrt(values.size)
+    low, high = bootstrap_ci(values, samples=2000, seed=7, alpha=0.2)
+    assert values.mean() - low == pytest.approx(expected, rel=0.1)
+    assert high - values.mean() == pytest.approx(expected, rel=0.1)
+
+
 def test_pairwise_accuracy_with_a_tie():
     assert pairwise_accuracy([2.0, 1.0, 0.5, 4.0], [1.0, 1.0, 3.0, 0.0]) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
 

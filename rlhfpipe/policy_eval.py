@@ -1,0 +1,92 @@
+"""Evaluate one policy on held-out prompts with seeded sampling: the numbers behind metrics/eval/<policy>.json."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from rlhfpipe import evaluation as ev
+from rlhfpipe.config import EvaluateConfig
+from rlhfpipe.generation import decode, encode_prompts, sample
+from rlhfpipe.ppo_math import logprobs_from_logits, truncate_after_eos
+from rlhfpipe.rewards.cohesion import CohesionWeights, cohesion_rewards
+from rlhfpipe.training.ppo import PPOModels, forward_policy
+
+
+def choose(rows: list[dict], n: int, seed: int) -> list[dict]:
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    return [rows[i] for i in sorted(order[:n])]
+
+
+@torch.no_grad()
+def respond(policy, sft, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, temperature: float, seed: int
+            ) -> tuple[list[str], list[float]]:
+    """Responses and, per response, the k1 KL estimate to the SFT policy at the sampling temperature."""
+    generator = torch.Generator().manual_seed(seed)
+    logit_temperature = temperature if temperature > 0 else 1.0
+    texts, kls = [], []
+    for start in range(0, len(prompts), cfg.batch_size):
+        queries, query_mask = encode_prompts(tokenizer, prompts[start:start + cfg.batch_size])
+        gen = sample(policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens, temperature=temperature,
+                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, generator=generator)
+        responses, mask = truncate_after_eos(gen.responses, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        input_ids = torch.cat([queries, responses], 1)
+        attention_mask = torch.cat([query_mask, mask], 1)
+        pair = PPOModels(policy=policy, ref_policy=sft, value_model=None)
+        logits, _ = forward_policy(pair, input_ids, attention_mask, queries.shape[1], logit_temperature)
+        ref_logits, _ = forward_policy(pair, input_ids, attention_mask, queries.shape[1], logit_temperature, use_reference=True)
+        logprobs = logprobs_from_logits(logits, responses, logit_temperature)
+        ref_logprobs = logprobs_from_logits(ref_logits, responses, logit_temperature)
+        kls += ev.sequence_kl(logprobs, ref_logprobs, mask.float()).tolist()
+        texts += decode(tokenizer, responses)
+    return texts, kls
+
+
+def evaluate_policy(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg: EvaluateConfig) -> tuple[dict, list[dict]]:
+    rows = choose(rows, cfg.num_prompts, cfg.seed)
+    prompts = [r["prompt"] for r in rows]
+    texts, kls = respond(policy, sft, tokenizer, prompts, cfg, cfg.temperature, cfg.seed)
+    scores = rm.score(prompts, texts).tolist()
+    if name == "sft":
+        sft_scores = scores
+    else:
+        sft_texts, _ = respond(sft, sft, tokenizer, prompts, cfg, cfg.temperature, cfg.seed)
+        sft_scores = rm.score(prompts, sft_texts).tolist()
+    windows = [[m["content"] for m in p if m["role"] != "system"] + [t] for p, t in zip(prompts, texts)]
+    metrics = {
+        "reward_mean": float(np.mean(scores)),
+        "reward_std": float(np.std(scores)),
+        "reward_normalized_mean": float((np.mean(scores) - rm.mean) / rm.std),
+        "win_rate_vs_sft": ev.win_rate(scores, sft_scores),
+        "empathy_ratio": ev.empathy_ratio(texts),
+        "vader_compound_mean": ev.mean_compound(texts),
+        "rouge_l": ev.rouge_l([r.get("reference") for r in rows], texts),
+        "kl_to_sft": float(np.mean(kls)),
+        "response_words": float(np.mean([len(t.split()) for t in texts])),
+        "distinct_1": ev.distinct_n(texts, 1),
+        "distinct_2": ev.distinct_n(texts, 2),
+        "cohesion": float(np.mean(cohesion_rewards(windows, CohesionWeights()))),
+        "prompts": len(rows),
+    }
+    metrics = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
+    samples = [{"id": r["id"], "prompt": r["prompt"], "reference": r.get("reference"), "response": t,
+                "score": round(s, 5), "kl_to_sft": round(k, 5)} for r, t, s, k in zip(rows, texts, scores, kls)]
+    return metrics, samples
+
+
+def ranked_samples(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg: EvaluateConfig) -> list[dict]:
+    """Fixed prompts, several sampled completions each, labelled BEST / MEDIUM / WORST by the reward model."""
+    rows = choose(rows, cfg.ranked_prompts, cfg.seed + 1)
+    prompts = [r["prompt"] for r in rows for _ in range(cfg.ranked_completions)]
+    texts, _ = respond(policy, sft, tokenizer, prompts, cfg, cfg.ranked_temperature, cfg.seed + 1)
+    scores = rm.score(prompts, texts).tolist()
+    out = []
+    for i, row in enumerate(rows):
+        block = slice(i * cfg.ranked_completions, (i + 1) * cfg.ranked_completions)
+        labels = ev.rank_labels(scores[block])
+        out.append({"prompt": row["prompt"], "policy": name, "completions": [
+            {"text": t, "score": round(s, 5), "label": lab} for t, s, lab in zip(texts[block], scores[block], labels)]})
+    return out

@@ -1,0 +1,41 @@
+"""Stage compare: one table of every evaluated policy, bar-chart data, and the ranked samples page."""
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlhfpipe.cli import run_stage, usage  # noqa: E402
+from rlhfpipe.errors import PipelineError  # noqa: E402
+from rlhfpipe.evaluation import ranked_markdown, summary_markdown  # noqa: E402
+from rlhfpipe.io import write_json, write_text  # noqa: E402
+
+TABLE_METRICS = ["reward_mean", "reward_normalized_mean", "win_rate_vs_sft", "empathy_ratio", "rouge_l", "kl_to_sft",
+                 "response_words", "distinct_1", "distinct_2", "cohesion"]
+
+
+def main(argv: list[str]) -> None:
+    eval_dir, summary_json, summary_md, policies_csv, ranked_md, samples_dir = usage(
+        argv, 6, "compare.py EVAL_METRICS_DIR SUMMARY_JSON SUMMARY_MD POLICIES_CSV RANKED_MD EVAL_DATA_DIR")
+    files = sorted(Path(eval_dir).glob("*.json"), key=lambda p: (p.stem != "sft", p.stem))
+    if not files:
+        raise PipelineError(f"{eval_dir}: no evaluation metrics; run the evaluate stages first")
+    summary = {p.stem: json.loads(p.read_text()) for p in files}
+    write_json(summary_json, summary)
+    write_text(summary_md, "# Policies on held-out prompts\n\n" + summary_markdown(summary, TABLE_METRICS) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["policy", *TABLE_METRICS])
+    for name, metrics in summary.items():
+        writer.writerow([name, *[metrics.get(m) if metrics.get(m) is not None else "" for m in TABLE_METRICS]])
+    write_text(policies_csv, buffer.getvalue())
+    ranked = [row for name in summary for row in json.loads((Path(samples_dir) / name / "ranked.json").read_text())]
+    write_text(ranked_md, ranked_markdown(ranked))
+    print(f"compare: {', '.join(summary)} -> {summary_md}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,35 @@
+"""Stage evaluate@<policy>: score one policy on the held-out prompts (the same prompts and seeds for every policy)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
+from rlhfpipe.config import load_section  # noqa: E402
+from rlhfpipe.io import read_jsonl, write_json, write_jsonl  # noqa: E402
+from rlhfpipe.modeling import load_causal_lm, load_tokenizer  # noqa: E402
+from rlhfpipe.policy_eval import evaluate_policy, ranked_samples  # noqa: E402
+from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
+
+
+def main(argv: list[str]) -> None:
+    name, policy_dir, prepared, sft_dir, reward_dir, metrics_path, samples_path, ranked_path = usage(
+        argv, 8, "evaluate.py NAME POLICY_DIR PREPARED_DIR SFT_DIR REWARD_DIR METRICS_JSON SAMPLES_JSONL RANKED_JSON")
+    runtime, cfg = load_section("runtime"), load_section("evaluate")
+    setup_runtime(runtime.num_threads, cfg.seed)
+    tokenizer = load_tokenizer(sft_dir)
+    sft = load_causal_lm(sft_dir, tokenizer).eval()
+    policy = sft if Path(policy_dir).resolve() == Path(sft_dir).resolve() else load_causal_lm(policy_dir, tokenizer).eval()
+    rm = RewardModel(reward_dir)
+    rows = read_jsonl(Path(prepared) / "prompts_test.jsonl")
+    metrics, samples = evaluate_policy(name, policy, sft, tokenizer, rm, rows, cfg)
+    ranked = ranked_samples(name, policy, sft, tokenizer, rm, rows, cfg)
+    write_jsonl(samples_path, samples)
+    write_json(ranked_path, ranked)
+    write_json(metrics_path, metrics)
+    print(f"evaluate {name}: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
+
+
+if __name__ == "__main__":
+    run_stage(main)
