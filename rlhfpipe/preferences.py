@@ -126,7 +126,8 @@ def dedupe_and_split(pairs: list[dict], cfg: PreferencesConfig, dropped: Counter
         unique.append(p)
     splits = {"train": [], "test": []}
     for p in unique:
-        name = "test" if split_of(p["group_id"], cfg.seed, 0.0, cfg.test_fraction) == "test" else "train"
+        # Salted: prepare already split these ids with the same seed, and all of them landed in train.
+        name = "test" if split_of(f"preferences:{p['group_id']}", cfg.seed, 0.0, cfg.test_fraction) == "test" else "train"
         splits[name].append(p)
     train_prompts = {prompt_key(p["prompt"]) for p in splits["train"]}
     test = [p for p in splits["test"] if prompt_key(p["prompt"]) not in train_prompts]

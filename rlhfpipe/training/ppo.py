@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm import tqdm
 
 from rlhfpipe.config import PPOConfig, as_dict
@@ -112,8 +112,9 @@ def save_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
                     state: RunState) -> None:
     tmp = directory / "checkpoint.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in models.policy.state_dict().items()}, tmp / "policy.safetensors")
-    save_file({k: v.contiguous() for k, v in models.value_model.state_dict().items()}, tmp / "value.safetensors")
+    # save_model/load_model handle tied embeddings (one storage under two names)
+    save_model(models.policy, str(tmp / "policy.safetensors"))
+    save_model(models.value_model, str(tmp / "value.safetensors"))
     opt = optimizer.state_dict()
     tensors = {f"{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
     tensors["generator"] = generator.get_state()
@@ -135,8 +136,8 @@ def load_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
     ckpt = directory / "checkpoint"
     if not (ckpt / "state.json").is_file():
         return None
-    models.policy.load_state_dict(load_file(ckpt / "policy.safetensors"))
-    models.value_model.load_state_dict(load_file(ckpt / "value.safetensors"))
+    load_model(models.policy, str(ckpt / "policy.safetensors"))
+    load_model(models.value_model, str(ckpt / "value.safetensors"))
     meta = json.loads((ckpt / "state.json").read_text())
     tensors = load_file(ckpt / "optimizer.safetensors")
     generator.set_state(tensors.pop("generator"))
