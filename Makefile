@@ -1,0 +1,23 @@
+# The two README commands. Both create .venv from requirements.txt on first use.
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: pipeline test setup
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+## Set up and run the whole default pipeline (generated corpus, model trained from scratch).
+pipeline: setup
+	dvc repro
+
+## Set up and run every test, the slow end-to-end ones included.
+test: setup
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest -q

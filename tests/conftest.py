@@ -1,0 +1,77 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_PARAMS = {
+    "corpus": {"n_dialogues": 80},
+    "tokenizer": {"vocab_size": 400},
+    "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
+              "max_position_embeddings": 256},
+    "sft": {"epochs": 1.0, "batch_size": 16, "learning_rate": 0.003},
+    "preferences": {"max_prompts": 40, "num_samples": 2, "rouge_threshold": 0.5, "max_new_tokens": 24},
+    "reward": {"epochs": 1.0, "batch_size": 16, "bootstrap_samples": 50},
+    "ppo": {"total_episodes": 32, "batch_size": 16, "mini_batches": 2, "ppo_epochs": 1, "max_new_tokens": 16,
+            "save_every": 0.5},
+    "evaluate": {"num_prompts": 16, "max_new_tokens": 16, "ranked_prompts": 3, "ranked_completions": 3},
+}
+
+
+def tiny_params(overrides: dict | None = None) -> dict:
+    """The default params.yaml with the tiny settings (and ``overrides``) merged in."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in {**TINY_PARAMS, **(overrides or {})}.items():
+        params.setdefault(section, {}).update(values)
+    return params
+
+
+def copy_repo(dest: Path) -> Path:
+    """A fresh git repo holding the tracked files of this checkout (no outputs, no cache)."""
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if name.startswith("metrics/") or name == "dvc.lock" or not (REPO / name).exists():
+            continue
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+    subprocess.run(["git", "commit", "-qm", "copy"], cwd=dest, check=True, env=env)
+    return dest
+
+
+def write_params(repo: Path, params: dict) -> None:
+    import yaml
+
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def stage(name: str, *args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
+    return run([sys.executable, str(REPO / "stages" / f"{name}.py"), *args], cwd=cwd, check=check)
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    return tmp_path

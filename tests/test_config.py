@@ -1,0 +1,68 @@
+"""Params validation: every bad value fails once, with one line naming the key, the value and the rule."""
+
+import pytest
+import yaml
+
+from rlhfpipe.config import ParamError, load_section
+
+
+def write(tmp_path, section: str, values: dict):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({section: values}))
+    return path
+
+
+@pytest.mark.parametrize("section, values, key", [
+    ("preferences", {"rouge_threshold": 1.5}, "preferences.rouge_threshold"),
+    ("preferences", {"rouge_threshold": -0.1}, "preferences.rouge_threshold"),
+    ("preferences", {"num_samples": 0}, "preferences.num_samples"),
+    ("preferences", {"strategy": "votes"}, "preferences.strategy"),
+    ("ppo", {"cliprange": 1.0}, "ppo.cliprange"),
+    ("ppo", {"batch_size": 64, "mini_batches": 3}, "ppo.mini_batches"),
+    ("ppo", {"batch_size": 64, "mini_batches": 2, "grad_accum": 5}, "ppo.grad_accum"),
+    ("ppo", {"kl_estimator": "k2"}, "ppo.kl_estimator"),
+    ("ppo", {"rewards": [{"name": "happiness", "weight": 1.0}]}, "ppo.rewards[0].name"),
+    ("ppo", {"rewards": [{"name": "empathy", "weight": -1.0}]}, "ppo.rewards[0].weight"),
+    ("ppo", {"rewards": []}, "ppo.rewards"),
+    ("ppo", {"lora": {"r": 0}}, "ppo.lora.r"),
+    ("ppo", {"total_episodes": 8, "batch_size": 64}, "ppo.total_episodes"),
+    ("ppo", {"learning_rate": "fast"}, "ppo.learning_rate"),
+    ("ppo", {"klcoef": 0.1}, "ppo.klcoef"),
+    ("sft", {"batch_size": 0}, "sft.batch_size"),
+    ("sft", {"adaptive_kl": True}, "sft.adaptive_kl"),
+    ("model", {"hidden_size": 30, "num_heads": 4}, "model.num_heads"),
+    ("data", {"source": "tweets"}, "data.source"),
+    ("data", {"min_words": 50, "max_words": 20}, "data.max_words"),
+    ("evaluate", {"ranked_completions": 2}, "evaluate.ranked_completions"),
+    ("reward", {"margin": -1.0}, "reward.margin"),
+])
+def test_bad_params_name_the_key(tmp_path, section, values, key):
+    with pytest.raises(ParamError) as err:
+        load_section(section, write(tmp_path, section, values))
+    message = str(err.value)
+    assert err.value.key == key
+    assert message.startswith(f"params.yaml: {key}=")
+    assert "\n" not in message
+
+
+def test_ints_are_accepted_for_floats_and_defaults_fill_in(tmp_path):
+    cfg = load_section("ppo", write(tmp_path, "ppo", {"kl_coef": 1, "batch_size": 32, "mini_batches": 4}))
+    assert cfg.kl_coef == 1.0 and isinstance(cfg.kl_coef, float)
+    assert cfg.mini_batch_size == 8 and cfg.micro_batch_size == 8
+    assert cfg.cliprange == 0.2
+
+
+def test_default_params_file_is_valid():
+    from rlhfpipe.config import SECTIONS
+
+    for name in SECTIONS:
+        load_section(name, "params.yaml")
+
+
+def test_broken_yaml_names_the_line(tmp_path):
+    from rlhfpipe.errors import PipelineError
+
+    path = tmp_path / "params.yaml"
+    path.write_text("ppo:\n  kl_coef: [0.1\n")
+    with pytest.raises(PipelineError, match=r"params.yaml:\d+: not valid YAML"):
+        load_section("ppo", path)

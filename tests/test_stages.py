@@ -1,0 +1,111 @@
+"""Stage entry points on real inputs: one-line errors, nothing written on failure, local pretrained models."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import REPO, stage, tiny_params, write_params
+
+
+@pytest.fixture
+def project(tmp_path):
+    write_params(tmp_path, tiny_params())
+    return tmp_path
+
+
+def set_params(root, section, **values):
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params[section].update(values)
+    write_params(root, params)
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('{"Dialogue_ID": "a", "Utterance": ["hi"]\n', "bad.jsonl:1: not valid JSON"),
+    ('{"Dialogue_ID": "a", "utt_user_most_recent": ["x"], "history_chat": []}\n', "bad.jsonl:1: missing key 'Utterance'"),
+    ('', "bad.jsonl: file is empty"),
+])
+def test_prepare_refuses_bad_input_with_one_line(project, content, expected):
+    (project / "bad.jsonl").write_text(content)
+    set_params(project, "data", path="bad.jsonl")
+    proc = stage("prepare", "data/prepared", "metrics/data.json", cwd=project)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")
+    assert expected in proc.stderr
+    assert not (project / "data/prepared").exists() and not (project / "metrics/data.json").exists()
+
+
+def test_unknown_source_names_the_key(project):
+    set_params(project, "data", source="tweets")
+    proc = stage("prepare", "data/prepared", "metrics/data.json", cwd=project)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: params.yaml: data.source='tweets': unknown source; known: "
+                                   + ", ".join(__import__("rlhfpipe.config").config.DATA_SOURCES))
+
+
+def test_corpus_and_prepare_are_deterministic_and_split_by_dialogue(project):
+    for _ in range(2):
+        assert stage("corpus", "data/corpus/corpus.jsonl", cwd=project).returncode == 0
+        first = (project / "data/corpus/corpus.jsonl").read_bytes()
+    assert stage("prepare", "data/prepared", "metrics/data.json", cwd=project).returncode == 0
+    assert (project / "data/corpus/corpus.jsonl").read_bytes() == first
+    groups = {}
+    for split in ("train", "val", "test"):
+        for line in (project / f"data/prepared/sft_{split}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            assert groups.setdefault(row["group_id"], split) == split
+            assert row["prompt"][-1]["role"] == "user" and row["completion"][0]["role"] == "assistant"
+    assert set(groups.values()) == {"train", "val", "test"}
+
+
+def test_default_corpus_is_large_and_varied():
+    from rlhfpipe.data.corpus import EMOTIONS, STRATEGIES, distinct_situations, generate_corpus
+
+    rows = generate_corpus(2400, 0)
+    assert len({r["Dialogue_ID"] for r in rows}) == 2400
+    assert distinct_situations() >= 300
+    assert {r["get_emotion_user_most_recent"] for r in rows} == set(EMOTIONS)
+    assert {r["Strategy"] for r in rows} == set(STRATEGIES)
+    assert generate_corpus(50, 3) == generate_corpus(50, 3)
+
+
+@pytest.mark.slow
+def test_local_pretrained_model_with_lora_through_tokenizer_and_sft(project):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    assert stage("corpus", "data/corpus/corpus.jsonl", cwd=project).returncode == 0
+    assert stage("prepare", "data/prepared", "metrics/data.json", cwd=project).returncode == 0
+    # A "pretrained" model saved locally: our tokenizer without a pad token, a random tiny Llama.
+    from rlhfpipe.modeling import train_tokenizer
+
+    tok = train_tokenizer(["hello there, how are you feeling today?"] * 50, 300)
+    local = project / "local_model"
+    tok.save_pretrained(local)
+    raw = AutoTokenizer.from_pretrained(local)
+    config = LlamaConfig(vocab_size=len(raw), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2)
+    LlamaForCausalLM(config).save_pretrained(local)
+    set_params(project, "model", name_or_path=str(local))
+    set_params(project, "sft", epochs=0.2, lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0,
+                                                 "target_modules": ["q_proj", "v_proj"]})
+    assert stage("tokenizer", "data/prepared", "models/tokenizer", cwd=project).returncode == 0
+    proc = stage("sft", "data/prepared", "models/tokenizer", "models/sft", "metrics/sft.json", "metrics/train/sft",
+                 cwd=project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = json.loads((project / "models/sft/config.json").read_text())
+    assert saved["hidden_size"] == 32
+    assert (project / "models/sft/model.safetensors").is_file()
+    assert not (project / "models/sft/adapter_config.json").exists()  # the adapter was merged
+
+
+def test_hub_id_offline_fails_with_one_line(project, monkeypatch):
+    set_params(project, "model", name_or_path="someone/not-cached-model")
+    proc = stage("tokenizer", "data/prepared", "models/tokenizer", cwd=project)
+    assert proc.returncode == 2
+    assert "HF_HUB_OFFLINE=1" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (project / "models/tokenizer").exists()
+
+
+def test_readme_names_the_two_commands():
+    text = (REPO / "README.md").read_text()
+    assert "make pipeline" in text and "make test" in text
