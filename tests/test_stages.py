@@ -109,3 +109,29 @@ def test_hub_id_offline_fails_with_one_line(project, monkeypatch):
 def test_readme_names_the_two_commands():
     text = (REPO / "README.md").read_text()
     assert "make pipeline" in text and "make test" in text
+
+
+FORMAT_FIXTURES = [
+    ("multimood", "multimood.jsonl"), ("mesc_csv", "mesc.csv"), ("esconv", "esconv.json"),
+    ("esconv_jsonl", "esconv.jsonl"), ("empathetic_dialogues", "empathetic_dialogues.csv"),
+    ("counsel_chat", "counsel_chat.csv"), ("context_response", "context_response.json"),
+    ("human_assistant", "human_assistant.jsonl"), ("human_assistant", "human_assistant.txt"),
+    ("orca_dpo", "orca_dpo.jsonl"), ("orca_dpo", "orca_dpo_old.jsonl"), ("hh_rlhf", "hh_rlhf.jsonl.gz"),
+    ("trl_preference", "trl_preference_standard.jsonl"), ("trl_preference", "trl_preference_conversational.jsonl"),
+    ("prompt_csv", "prompts.csv"), ("trl_prompt", "trl_prompt.jsonl"), ("switchboard", "switchboard"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source, name", FORMAT_FIXTURES)
+def test_every_format_fixture_through_the_prepare_stage(project, source, name):
+    fixture = REPO / "tests" / "fixtures" / "formats" / name
+    set_params(project, "data", source=source, path=str(fixture), min_words=5, max_words=400)
+    proc = stage("prepare", "data/prepared", "metrics/data.json", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads((project / "metrics/data.json").read_text())["counts"]
+    assert sum(counts.values()) > 0
+    if source in ("orca_dpo", "hh_rlhf", "trl_preference"):
+        assert sum(counts[f"pairs_{s}"] for s in ("train", "val", "test")) > 0
+    if source in ("prompt_csv", "trl_prompt"):
+        assert sum(counts[f"prompts_{s}"] for s in ("train", "val", "test")) > 0
