@@ -8,6 +8,8 @@ naming the dotted key, the value and the rule, which the stage prints as one lin
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,9 +95,13 @@ def validate_reward_terms(terms: list[RewardTerm], key: str) -> None:
 class RuntimeConfig:
     num_threads: int = 2
     """torch intra-op threads; pinned because float sums, hence dvc.lock hashes, depend on it"""
+    launcher: str = "python"
+    """command that starts the sft, reward and ppo stages: python, torchrun --nproc_per_node N, or
+    accelerate launch --config_file configs/accelerate/<name>.yaml (batch sizes stay global)"""
 
     def validate(self) -> None:
         check(self.num_threads >= 1, "num_threads", self.num_threads, "must be >= 1")
+        check(self.launcher.strip() != "", "launcher", self.launcher, "must name a command, e.g. python")
 
 
 @dataclass
@@ -174,6 +180,9 @@ class ModelConfig:
     """longest sequence the from-scratch model supports"""
     trust_remote_code: bool = False
     """run code shipped with a hub model; off unless you trust its author"""
+    allow_pickle: bool = False
+    """load model.name_or_path or preferences.generator when its only weights are pickles (pytorch_model.bin);
+    unpickling can run code, so only for a source you trust (read with torch weights_only=True all the same)"""
     dtype: str = "float32"
     """weights dtype: float32 or bfloat16 (bf16 needs a GPU to be fast)"""
     seed: int = 0
@@ -456,6 +465,8 @@ def _coerce(value, tp, key: str):
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float:
         check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "must be a number")
+        # .inf and .nan are YAML floats that pass every range check written as a comparison
+        check(math.isfinite(value), key, value, "must be a finite number")
         return float(value)
     if tp is int:
         check(isinstance(value, int) and not isinstance(value, bool), key, value, "must be an integer")
@@ -483,6 +494,15 @@ def _build(cls, raw, prefix: str):
     return obj
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """YAML 1.2 floats too: PyYAML follows YAML 1.1, where ``5e-05`` (no dot) is a string, and that is how
+    ``dvc exp run -S ppo.learning_rate=0.00005`` writes the value into params.yaml."""
+
+
+ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                                   list("-+.0123456789"))
+
+
 def load_section(name: str, params_path: str | Path = "params.yaml"):
     """Read one section of params.yaml into its dataclass and validate it."""
     cls = SECTIONS[name]
@@ -490,7 +510,7 @@ def load_section(name: str, params_path: str | Path = "params.yaml"):
     if not path.is_file():
         raise PipelineError(f"{path}: params file not found")
     try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        params = yaml.load(path.read_text(encoding="utf-8"), Loader=ParamsLoader) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

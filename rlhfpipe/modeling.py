@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -35,6 +36,11 @@ CHAT_TEMPLATE = (
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
+# Weight files that torch.load unpickles; unpickling can run arbitrary code.
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """Byte-level BPE (no unknown bytes) with a pad token distinct from EOS and our chat template."""
@@ -59,7 +65,7 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 def adapt_pretrained_tokenizer(name_or_path: str, trust_remote_code: bool) -> PreTrainedTokenizerFast:
     """Load a pretrained tokenizer; add a dedicated pad token and a chat template if it lacks them."""
-    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    tok = load_tokenizer(name_or_path, key="model.name_or_path", trust_remote_code=trust_remote_code)
     if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
         # A pad equal to EOS would mask the real EOS out of the loss and of PPO's truncation.
         tok.add_special_tokens({"pad_token": PAD})
@@ -71,22 +77,84 @@ def adapt_pretrained_tokenizer(name_or_path: str, trust_remote_code: bool) -> Pr
     return tok
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    tok = AutoTokenizer.from_pretrained(str(path))
+def load_tokenizer(path: str | Path, *, key: str | None = None, trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
+    """A saved tokenizer; ``key`` names the param ``path`` came from (None: an output of an earlier stage)."""
+    hub_guard(str(path), key)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise PipelineError(f"{_source(str(path), key)}: cannot load the tokenizer ({_first_line(err)})") from None
     tok.padding_side = "left"
     return tok
 
 
-def hub_guard(name_or_path: str) -> None:
-    """A clear line instead of a connection traceback when a hub id is asked for offline."""
-    if not Path(name_or_path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+def _source(name_or_path: str, key: str | None) -> str:
+    """How an error names a model: the params key it came from, or the path of an earlier stage's output."""
+    return f"params.yaml: {key}={name_or_path!r}" if key else name_or_path
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def hub_guard(name_or_path: str, key: str | None) -> None:
+    """One clear line instead of a traceback for a model that is neither a local directory nor reachable.
+
+    Outputs of earlier stages (``key`` None) must exist locally; a params value may also be a hub id,
+    refused when HF_HUB_OFFLINE is set and it is not in the local cache.
+    """
+    if Path(name_or_path).exists():
+        return
+    if key is None:
+        raise PipelineError(f"{name_or_path}: no such directory (run the upstream stage first: dvc repro)")
+    if not HUB_ID.match(name_or_path):
+        raise PipelineError(f"{_source(name_or_path, key)}: no such directory, and not a hub id")
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in TRUE_VALUES:
         from huggingface_hub import try_to_load_from_cache
 
         if try_to_load_from_cache(name_or_path, "config.json") is None:
             raise PipelineError(
-                f"params.yaml: model.name_or_path={name_or_path!r}: not a local path, and HF_HUB_OFFLINE=1 "
+                f"{_source(name_or_path, key)}: not a local path, and HF_HUB_OFFLINE=1 "
                 "forbids downloading it; download it first or point to a local copy"
             )
+
+
+def check_weights(name_or_path: str, key: str | None, allow_pickle: bool) -> None:
+    """Refuse a local model directory whose only weights are pickles, unless ``allow_pickle``.
+
+    Hub ids are left to from_pretrained, which with use_safetensors=True fails on a pickle-only repo.
+    """
+    path = Path(name_or_path)
+    if not path.is_dir():
+        return
+    if not (path / "config.json").is_file():
+        raise PipelineError(f"{_source(name_or_path, key)}: no config.json in that directory")
+    if any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if not pickles:
+        raise PipelineError(f"{_source(name_or_path, key)}: no model weights (model.safetensors) in that directory")
+    if not allow_pickle:
+        raise PipelineError(
+            f"{_source(name_or_path, key)}: only pickle weights ({', '.join(pickles)}), which can run code when "
+            "loaded; convert them to safetensors, or set model.allow_pickle: true for a source you trust")
+
+
+def _from_pretrained(auto_class, name_or_path: str, key: str | None, allow_pickle: bool, **kwargs):
+    """``auto_class.from_pretrained`` after the checks above; what it still raises about the files is one line.
+
+    Pickle weights, when allowed, are read with torch.load(weights_only=True) all the same.
+    """
+    from safetensors import SafetensorError
+
+    hub_guard(name_or_path, key)
+    check_weights(name_or_path, key, allow_pickle)
+    try:
+        return auto_class.from_pretrained(name_or_path, use_safetensors=None if allow_pickle else True,
+                                          weights_only=True, **kwargs)
+    except (OSError, ValueError, SafetensorError) as err:
+        raise PipelineError(f"{_source(name_or_path, key)}: cannot load the model ({_first_line(err)})") from None
 
 
 def build_causal_lm(cfg: ModelConfig, tokenizer) -> LlamaForCausalLM:
@@ -110,21 +178,20 @@ def build_causal_lm(cfg: ModelConfig, tokenizer) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).to(DTYPES[cfg.dtype])
 
 
-def load_causal_lm(name_or_path: str, tokenizer, *, dtype: str = "float32", trust_remote_code: bool = False):
-    hub_guard(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, use_safetensors=True
-    )
+def load_causal_lm(name_or_path: str, tokenizer, *, dtype: str = "float32", trust_remote_code: bool = False,
+                   allow_pickle: bool = False, key: str | None = None):
+    """A causal LM; ``key`` names the param ``name_or_path`` came from (None: an output of an earlier stage)."""
+    model = _from_pretrained(AutoModelForCausalLM, name_or_path, key, allow_pickle, dtype=DTYPES[dtype],
+                             trust_remote_code=trust_remote_code)
     align_embeddings(model, tokenizer)
     return model
 
 
-def load_sequence_classifier(name_or_path: str, tokenizer, *, dtype: str = "float32", trust_remote_code: bool = False):
+def load_sequence_classifier(name_or_path: str, tokenizer, *, dtype: str = "float32", trust_remote_code: bool = False,
+                             allow_pickle: bool = False, key: str | None = None):
     """A one-label sequence classifier; from a causal LM checkpoint the backbone is reused, the head is new."""
-    hub_guard(name_or_path)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        name_or_path, num_labels=1, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, use_safetensors=True
-    )
+    model = _from_pretrained(AutoModelForSequenceClassification, name_or_path, key, allow_pickle, num_labels=1,
+                             dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
     align_embeddings(model, tokenizer)
     return model
 

@@ -9,10 +9,9 @@ import torch
 
 from rlhfpipe import evaluation as ev
 from rlhfpipe.config import EvaluateConfig
-from rlhfpipe.generation import decode, encode_prompts, sample
+from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
 from rlhfpipe.ppo_math import logprobs_from_logits, truncate_after_eos
 from rlhfpipe.rewards.cohesion import CohesionWeights, cohesion_rewards
-from rlhfpipe.training.ppo import PPOModels, forward_policy
 
 
 def choose(rows: list[dict], n: int, seed: int) -> list[dict]:
@@ -21,10 +20,25 @@ def choose(rows: list[dict], n: int, seed: int) -> list[dict]:
     return [rows[i] for i in sorted(order[:n])]
 
 
+def response_logprobs(model, queries: torch.Tensor, query_mask: torch.Tensor, responses: torch.Tensor,
+                      response_mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, T) log-probs of ``responses`` under softmax(logits / temperature) of ``model``, one forward pass."""
+    attention_mask = torch.cat([query_mask, response_mask], 1)
+    logits = model(input_ids=torch.cat([queries, responses], 1), attention_mask=attention_mask,
+                   position_ids=position_ids_from_mask(attention_mask)).logits
+    # the token at response position t is predicted from input position (prompt length - 1 + t)
+    return logprobs_from_logits(logits[:, queries.shape[1] - 1:-1], responses, temperature)
+
+
 @torch.no_grad()
-def respond(policy, sft, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, temperature: float, seed: int
-            ) -> tuple[list[str], list[float]]:
-    """Responses and, per response, the k1 KL estimate to the SFT policy at the sampling temperature."""
+def respond(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, temperature: float, seed: int,
+            reference=None) -> tuple[list[str], list[float] | None]:
+    """Responses and, with a ``reference``, each response's k1 KL estimate to it (None without one).
+
+    The policy's log-probs are the sampler's (softmax at the sampling temperature; at temperature 0,
+    greedy, at 1), so only the reference needs a forward pass, at that same temperature. A policy
+    measured against itself has KL 0 exactly.
+    """
     generator = torch.Generator().manual_seed(seed)
     logit_temperature = temperature if temperature > 0 else 1.0
     texts, kls = [], []
@@ -33,27 +47,24 @@ def respond(policy, sft, tokenizer, prompts: list[list[dict]], cfg: EvaluateConf
         gen = sample(policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens, temperature=temperature,
                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, generator=generator)
         responses, mask = truncate_after_eos(gen.responses, tokenizer.eos_token_id, tokenizer.pad_token_id)
-        input_ids = torch.cat([queries, responses], 1)
-        attention_mask = torch.cat([query_mask, mask], 1)
-        pair = PPOModels(policy=policy, ref_policy=sft, value_model=None)
-        logits, _ = forward_policy(pair, input_ids, attention_mask, queries.shape[1], logit_temperature)
-        ref_logits, _ = forward_policy(pair, input_ids, attention_mask, queries.shape[1], logit_temperature, use_reference=True)
-        logprobs = logprobs_from_logits(logits, responses, logit_temperature)
-        ref_logprobs = logprobs_from_logits(ref_logits, responses, logit_temperature)
-        kls += ev.sequence_kl(logprobs, ref_logprobs, mask.float()).tolist()
         texts += decode(tokenizer, responses)
-    return texts, kls
+        if reference is policy:
+            kls += [0.0] * len(responses)
+        elif reference is not None:
+            ref_logprobs = response_logprobs(reference, queries, query_mask, responses, mask, logit_temperature)
+            kls += ev.sequence_kl(gen.logprobs, ref_logprobs, mask.float()).tolist()
+    return texts, kls if reference is not None else None
 
 
 def evaluate_policy(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg: EvaluateConfig) -> tuple[dict, list[dict]]:
     rows = choose(rows, cfg.num_prompts, cfg.seed)
     prompts = [r["prompt"] for r in rows]
-    texts, kls = respond(policy, sft, tokenizer, prompts, cfg, cfg.temperature, cfg.seed)
+    texts, kls = respond(policy, tokenizer, prompts, cfg, cfg.temperature, cfg.seed, reference=sft)
     scores = rm.score(prompts, texts).tolist()
     if name == "sft":
         sft_scores = scores
     else:
-        sft_texts, _ = respond(sft, sft, tokenizer, prompts, cfg, cfg.temperature, cfg.seed)
+        sft_texts, _ = respond(sft, tokenizer, prompts, cfg, cfg.temperature, cfg.seed)
         sft_scores = rm.score(prompts, sft_texts).tolist()
     windows = [[m["content"] for m in p if m["role"] != "system"] + [t] for p, t in zip(prompts, texts)]
     metrics = {
@@ -77,11 +88,11 @@ def evaluate_policy(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg
     return metrics, samples
 
 
-def ranked_samples(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg: EvaluateConfig) -> list[dict]:
+def ranked_samples(name: str, policy, tokenizer, rm, rows: list[dict], cfg: EvaluateConfig) -> list[dict]:
     """Fixed prompts, several sampled completions each, labelled BEST / MEDIUM / WORST by the reward model."""
     rows = choose(rows, cfg.ranked_prompts, cfg.seed + 1)
     prompts = [r["prompt"] for r in rows for _ in range(cfg.ranked_completions)]
-    texts, _ = respond(policy, sft, tokenizer, prompts, cfg, cfg.ranked_temperature, cfg.seed + 1)
+    texts, _ = respond(policy, tokenizer, prompts, cfg, cfg.ranked_temperature, cfg.seed + 1)
     scores = rm.score(prompts, texts).tolist()
     out = []
     for i, row in enumerate(rows):

@@ -45,6 +45,36 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, 
     return whitened * mask
 
 
+def masked_mean_var_reduced(x: torch.Tensor, mask: torch.Tensor, all_reduce_sum, unbiased: bool | None = True
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance over the selected entries of every process: ``all_reduce_sum`` sums a tensor over
+    processes. With the identity (one process) the operations, hence the bits, are masked_mean's and masked_var's.
+    ``unbiased=None`` corrects the variance only when more than one entry is selected (masked_whiten's choice)."""
+    n = all_reduce_sum(mask.sum())
+    if n == 0:
+        raise ValueError("masked_mean_var_reduced: the mask selects nothing")
+    if unbiased is None:
+        unbiased = bool(n > 1)
+    mean = all_reduce_sum(masked_sum(x, mask)) / n
+    var = all_reduce_sum(masked_sum((x - mean) ** 2, mask)) / n
+    if unbiased:
+        if n < 2:
+            raise ValueError("masked_mean_var_reduced: an unbiased variance needs at least two selected values")
+        var = var * n / (n - 1)
+    return mean, var
+
+
+def masked_whiten_reduced(x: torch.Tensor, mask: torch.Tensor, all_reduce_sum, shift_mean: bool = True,
+                          eps: float = 1e-8) -> torch.Tensor:
+    """masked_whiten with the statistics of every process's entries, as one process holding them all would
+    whiten (advantages of a rollout split over processes); the identity ``all_reduce_sum`` gives masked_whiten."""
+    mean, var = masked_mean_var_reduced(x, mask, all_reduce_sum, unbiased=None)
+    whitened = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask
+
+
 def first_true_indices(bools: torch.Tensor) -> torch.Tensor:
     """(B,) index of the first True per row, or T when a row has none."""
     T = bools.shape[-1]

@@ -24,7 +24,7 @@ def main(argv: list[str]) -> None:
     rm = RewardModel(reward_dir)
     rows = read_jsonl(Path(prepared) / "prompts_test.jsonl")
     metrics, samples = evaluate_policy(name, policy, sft, tokenizer, rm, rows, cfg)
-    ranked = ranked_samples(name, policy, sft, tokenizer, rm, rows, cfg)
+    ranked = ranked_samples(name, policy, tokenizer, rm, rows, cfg)
     write_jsonl(samples_path, samples)
     write_json(ranked_path, ranked)
     write_json(metrics_path, metrics)

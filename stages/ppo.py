@@ -6,6 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
@@ -17,7 +18,7 @@ from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_dig
 from rlhfpipe.training.ppo import PPOModels, ValueHead, run_config, train_ppo  # noqa: E402
 
 
-def build_models(cfg, sft_dir: str, reward_dir: str, tokenizer) -> PPOModels:
+def build_models(cfg, sft_dir: str, reward_dir: str, tokenizer, device) -> PPOModels:
     policy = load_causal_lm(sft_dir, tokenizer)
     disable_dropout(policy)
     ref_policy = None
@@ -32,6 +33,9 @@ def build_models(cfg, sft_dir: str, reward_dir: str, tokenizer) -> PPOModels:
     else:
         value_model = load_sequence_classifier(reward_dir, tokenizer)
         disable_dropout(value_model)
+    for model in (policy, ref_policy, value_model):
+        if model is not None:
+            model.to(device)
     return PPOModels(policy=policy, ref_policy=ref_policy, value_model=value_model, lora=cfg.lora.enabled)
 
 
@@ -40,17 +44,20 @@ def main(argv: list[str]) -> None:
         argv, 7, "ppo.py PREPARED_DIR SFT_DIR REWARD_DIR OUT_DIR METRICS_JSON CURVES_DIR FIGURE_PNG")
     runtime, cfg = load_section("runtime"), load_section("ppo")
     setup_runtime(runtime.num_threads, cfg.seed)
+    device = distributed.init()
     tokenizer = load_tokenizer(sft_dir)
     prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
-    models = build_models(cfg, sft_dir, reward_dir, tokenizer)
+    models = build_models(cfg, sft_dir, reward_dir, tokenizer, device)
     registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards)
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "prompts_train.jsonl"),
                       file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
     ckpt, _ = checkpoint_dir("ppo", key)
-    with atomic_path(curves_dir) as curves:
+    with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
         state = train_ppo(cfg, models, tokenizer, prompts, registry, live, ckpt)
         live.end()
+    if not distributed.is_main():  # the policy, metrics and figure are written once, by the main process
+        return
     policy = models.policy.merge_and_unload() if cfg.lora.enabled else models.policy
     with atomic_path(out_dir) as tmp:
         save_model(policy, tokenizer, tmp)

@@ -19,15 +19,15 @@ from rlhfpipe.modeling import load_causal_lm, load_tokenizer  # noqa: E402
 
 def main(argv: list[str]) -> None:
     prepared, sft_dir, out_dir, metrics_path = usage(argv, 4, "preferences.py PREPARED_DIR SFT_DIR OUT_DIR METRICS_JSON")
-    runtime, cfg = load_section("runtime"), load_section("preferences")
+    runtime, cfg, model_cfg = load_section("runtime"), load_section("preferences"), load_section("model")
     setup_runtime(runtime.num_threads, cfg.seed)
     prepared = Path(prepared)
     dropped = Counter()
     if cfg.strategy == "generated":
         rows = prefs.select_prompts(read_jsonl(prepared / "prompts_train.jsonl"), cfg)
-        generator = cfg.generator or sft_dir
-        tokenizer = load_tokenizer(generator)
-        model = load_causal_lm(generator, tokenizer).eval()
+        generator, key = (cfg.generator, "preferences.generator") if cfg.generator else (sft_dir, None)
+        tokenizer = load_tokenizer(generator, key=key)
+        model = load_causal_lm(generator, tokenizer, allow_pickle=model_cfg.allow_pickle, key=key).eval()
         prompts = [r["prompt"] for r in rows for _ in range(cfg.num_samples)]
         with tqdm(total=len(prompts), desc="sampling rejected responses", unit="resp") as bar:
             texts = generate_texts(model, tokenizer, prompts, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
@@ -19,13 +20,16 @@ def main(argv: list[str]) -> None:
         argv, 7, "reward.py PREPARED_DIR PAIRS_DIR SFT_DIR OUT_DIR METRICS_JSON CALIBRATION_JSON CURVES_DIR")
     runtime, cfg = load_section("runtime"), load_section("reward")
     setup_runtime(runtime.num_threads, cfg.seed)
+    distributed.init()
     tokenizer = load_tokenizer(sft_dir)
     train_rows, test_rows = read_jsonl(Path(pairs_dir) / "train.jsonl"), read_jsonl(Path(pairs_dir) / "test.jsonl")
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(pairs_dir)), file_digest(Path(sft_dir)))
-    with atomic_path(curves_dir) as curves:
+    with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
         model, train_metrics = train_reward(cfg, sft_dir, tokenizer, train_rows, test_rows, live, key)
         live.end()
+    if not distributed.is_main():  # evaluation and every output belong to the main process
+        return
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
         rm = RewardModel(tmp)

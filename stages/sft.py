@@ -5,6 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
@@ -18,15 +19,18 @@ def main(argv: list[str]) -> None:
         argv, 5, "sft.py PREPARED_DIR TOKENIZER_DIR OUT_DIR METRICS_JSON CURVES_DIR")
     runtime, cfg, model_cfg = load_section("runtime"), load_section("sft"), load_section("model")
     setup_runtime(runtime.num_threads, cfg.seed)
+    distributed.init()
     tokenizer = load_tokenizer(tokenizer_dir)
     train_rows = read_jsonl(Path(prepared) / "sft_train.jsonl")
     val_rows = read_jsonl(Path(prepared) / "sft_val.jsonl")
     key = fingerprint(as_dict(cfg), as_dict(model_cfg), as_dict(runtime),
                       file_digest(Path(prepared) / "sft_train.jsonl"), file_digest(Path(tokenizer_dir)))
-    with atomic_path(curves_dir) as curves:
+    with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
         model, metrics = train_sft(cfg, model_cfg, tokenizer, train_rows, val_rows, live, key)
         live.end()
+    if not distributed.is_main():  # the model and metrics are written once, by the main process
+        return
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
     write_json(metrics_path, metrics)

@@ -8,14 +8,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlhfpipe.cli import run_stage, usage  # noqa: E402
 from rlhfpipe.config import load_section  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl  # noqa: E402
-from rlhfpipe.modeling import adapt_pretrained_tokenizer, hub_guard, train_tokenizer  # noqa: E402
+from rlhfpipe.modeling import adapt_pretrained_tokenizer, train_tokenizer  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
     prepared, out_dir = usage(argv, 2, "tokenizer.py PREPARED_DIR OUT_DIR")
     cfg, model_cfg = load_section("tokenizer"), load_section("model")
     if model_cfg.name_or_path:
-        hub_guard(model_cfg.name_or_path)
         tokenizer = adapt_pretrained_tokenizer(model_cfg.name_or_path, model_cfg.trust_remote_code)
     else:
         rows = read_jsonl(Path(prepared) / "sft_train.jsonl") + read_jsonl(Path(prepared) / "pairs_train.jsonl")

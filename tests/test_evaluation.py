@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import warnings
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from rlhfpipe.config import EvaluateConfig
 from rlhfpipe.evaluation import (
     bootstrap_ci,
     calibration_bins,
@@ -24,6 +29,7 @@ from rlhfpipe.evaluation import (
     summary_markdown,
     win_rate,
 )
+from rlhfpipe.policy_eval import evaluate_policy, ranked_samples, respond
 from rlhfpipe.rewards.empathy import vader_compound
 
 POSITIVE = "I am so glad you reached out, you are doing great."
@@ -79,6 +85,188 @@ def test_sequence_kl_matches_hand_computation():
     kl = sequence_kl(logprobs, ref_logprobs, mask)
     assert kl.shape == (2,)
     assert torch.allclose(kl, torch.tensor([-0.4, 0.2]))
+
+
+# --- policy evaluation on a two-token toy -----------------------------------------------------------
+PAD, EOS, A, Q = 0, 1, 2, 3
+NEVER = -1e4  # not -inf: the pad positions after EOS would give -inf - -inf = nan in the masked KL sum
+
+
+class ToyTokenizer:
+    """Every prompt word encodes as Q; a response decodes to one "a" per A token."""
+
+    pad_token_id, eos_token_id = PAD, EOS
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+        return " ".join(m["content"] for m in messages)
+
+    def __call__(self, text, add_special_tokens):
+        return {"input_ids": [Q] * len(text.split())}
+
+    def batch_decode(self, ids, skip_special_tokens):
+        return [" ".join("a" for t in row if t == A) for row in ids.tolist()]
+
+
+class BigramLM(torch.nn.Module):
+    """Next-token logits depend on the current token only, and only A and EOS are ever likely.
+
+    Different rows after Q (the prompt) and after A make an off-by-one in the response positions
+    change the KL, which a position-independent toy would not show.
+    """
+
+    def __init__(self, after_q: tuple[float, float], after_a: tuple[float, float]):
+        super().__init__()
+        self.table = torch.full((4, 4), NEVER)
+        self.table[Q, A], self.table[Q, EOS] = after_q
+        self.table[A, A], self.table[A, EOS] = after_a
+
+    def forward(self, input_ids, logits_to_keep=0, **kwargs):
+        logits = self.table[input_ids]
+        return SimpleNamespace(logits=logits[:, -logits_to_keep:] if logits_to_keep else logits, past_key_values=None)
+
+
+# (logit of A, logit of EOS): the policy says A with 2/3 after the prompt and 3/4 after A, the reference 1/5 and 1/2
+POLICY = BigramLM(after_q=(math.log(2), 0.0), after_a=(math.log(3), 0.0)).eval()
+REFERENCE = BigramLM(after_q=(0.0, math.log(4)), after_a=(0.0, 0.0)).eval()
+TOY_PROMPTS = [[{"role": "user", "content": " ".join([f"w{i}"] * n)}]
+               for i, n in enumerate((1, 3, 2, 1, 4, 2, 3, 1, 2, 5, 1, 3))]
+
+
+def hand_kl(text: str, max_new_tokens: int, temperature: float) -> float:
+    """k1 for a response of k A tokens, then EOS unless it hit max_new_tokens, at the sampling temperature."""
+    def p_a(logit_a, logit_eos):
+        return 1 / (1 + math.exp(-(logit_a - logit_eos) / temperature))
+
+    policy_q, policy_a = p_a(math.log(2), 0), p_a(math.log(3), 0)
+    ref_q, ref_a = p_a(0, math.log(4)), p_a(0, 0)
+    k = len(text.split())
+    if k == 0:
+        return math.log((1 - policy_q) / (1 - ref_q))
+    kl = math.log(policy_q / ref_q) + (k - 1) * math.log(policy_a / ref_a)
+    return kl + (math.log((1 - policy_a) / (1 - ref_a)) if k < max_new_tokens else 0.0)
+
+
+def test_hand_kl_by_hand():
+    # "a a <eos>" at temperature 1: log(2/3 / 1/5) + log(3/4 / 1/2) + log(1/4 / 1/2)
+    assert hand_kl("a a", 6, 1.0) == pytest.approx(math.log(10 / 3) + math.log(1.5) + math.log(0.5))
+    assert hand_kl("", 6, 1.0) == pytest.approx(math.log((1 / 3) / (4 / 5)))
+    assert hand_kl("a a a", 3, 1.0) == pytest.approx(math.log(10 / 3) + 2 * math.log(1.5))  # no EOS
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
+def test_respond_kl_matches_hand_computation_on_a_two_token_toy(temperature):
+    cfg = EvaluateConfig(batch_size=5, max_new_tokens=6)
+    # seed 2 samples an immediate EOS, a response without EOS and some between, at both temperatures
+    texts, kls = respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, temperature, seed=2, reference=REFERENCE)
+    # greedy samples (and scores) at temperature 1
+    assert kls == pytest.approx([hand_kl(t, 6, temperature or 1.0) for t in texts], abs=1e-5)
+    lengths = {len(t.split()) for t in texts}
+    if temperature == 0.0:
+        assert lengths == {6}  # A is always likelier than EOS
+    else:
+        assert 0 in lengths and 6 in lengths and len(lengths) > 2  # immediate EOS, no EOS, and between
+
+
+def test_respond_against_itself_or_nothing():
+    cfg = EvaluateConfig(batch_size=5, max_new_tokens=6)
+    texts, kls = respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=0, reference=POLICY)
+    assert kls == [0.0] * len(TOY_PROMPTS)
+    assert respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=0) == (texts, None)
+    assert respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=1)[0] != texts
+
+
+class LengthRewardModel:
+    """Scores a response by its number of words."""
+
+    mean, std = 1.0, 2.0
+
+    def score(self, prompts, texts):
+        return torch.tensor([float(len(t.split())) for t in texts])
+
+
+TOY_ROWS = [{"id": f"r{i}", "prompt": p, "reference": "a a"} for i, p in enumerate(TOY_PROMPTS)]
+
+
+def test_evaluate_policy_on_the_toy_by_hand():
+    cfg = EvaluateConfig(num_prompts=8, batch_size=5, max_new_tokens=6, temperature=1.0, seed=3)
+    metrics, samples = evaluate_policy("ppo", POLICY, REFERENCE, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg)
+    assert (metrics, samples) == evaluate_policy("ppo", POLICY, REFERENCE, ToyTokenizer(), LengthRewardModel(),
+                                                 TOY_ROWS, cfg)  # deterministic
+    lengths = [len(s["response"].split()) for s in samples]
+    kls = [hand_kl(s["response"], 6, 1.0) for s in samples]
+    assert metrics["prompts"] == len(samples) == 8
+    assert [s["kl_to_sft"] for s in samples] == pytest.approx(kls, abs=1e-5)
+    assert metrics["kl_to_sft"] == pytest.approx(np.mean(kls), abs=1e-5)
+    assert metrics["reward_mean"] == pytest.approx(np.mean(lengths), abs=1e-5)
+    assert metrics["reward_normalized_mean"] == pytest.approx((np.mean(lengths) - 1.0) / 2.0, abs=1e-5)
+    # the reference plays SFT: its responses to the same prompts, with the same seed, are the baseline
+    sft_texts, _ = respond(REFERENCE, ToyTokenizer(), [s["prompt"] for s in samples], cfg, 1.0, seed=3)
+    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(lengths, (len(t.split()) for t in sft_texts))]
+    assert metrics["win_rate_vs_sft"] == pytest.approx(np.mean(wins), abs=1e-5)
+    assert metrics["empathy_ratio"] == 0.0  # "a a a" carries no sentiment
+
+    sft_metrics, _ = evaluate_policy("sft", REFERENCE, REFERENCE, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg)
+    assert sft_metrics["kl_to_sft"] == 0.0 and sft_metrics["win_rate_vs_sft"] == 0.5
+
+
+def test_ranked_samples_label_each_prompts_completions():
+    cfg = EvaluateConfig(ranked_prompts=4, ranked_completions=5, batch_size=7, max_new_tokens=6, seed=0)
+    ranked = ranked_samples("ppo", POLICY, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg)
+    assert len(ranked) == 4 and {row["policy"] for row in ranked} == {"ppo"}
+    assert len({repr(row["prompt"]) for row in ranked}) == 4
+    for row in ranked:
+        scores = [c["score"] for c in row["completions"]]
+        assert scores == [float(len(c["text"].split())) for c in row["completions"]]
+        assert [c["label"] for c in row["completions"]] == rank_labels(scores)
+
+
+# --- what DVC reruns evaluation for ---------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CODE = {"rlhfpipe/cli.py", "rlhfpipe/config.py", "rlhfpipe/errors.py", "rlhfpipe/io.py"}
+"""Used by every stage; by dvc.yaml's convention a stage lists only the code of its own."""
+
+
+def imported_code(path: Path) -> set[str]:
+    """Files of every rlhfpipe module ``path`` imports, directly or through others, lazy imports included."""
+    seen, todo = set(), [path]
+    while todo:
+        tree = ast.parse(todo.pop().read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "rlhfpipe":
+                # `from rlhfpipe.a import b` may name a function of a.py or the module a/b.py
+                candidates = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+                for module in candidates:
+                    for file in (REPO / (module.replace(".", "/") + ".py"), REPO / module.replace(".", "/") / "__init__.py"):
+                        rel = file.relative_to(REPO).as_posix()
+                        if file.is_file() and rel not in seen:
+                            seen.add(rel)
+                            todo.append(file)
+    return seen
+
+
+def test_imported_code_follows_imports_transitively():
+    code = imported_code(REPO / "stages/compare.py")
+    assert {"rlhfpipe/evaluation.py", "rlhfpipe/rewards/empathy.py", "rlhfpipe/errors.py"} <= code
+    assert "rlhfpipe/policy_eval.py" not in code
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "compare"])
+def test_stage_deps_cover_every_module_it_imports(stage):
+    # a module missing from deps would let DVC skip a rerun that changes the metrics
+    imported = {f for f in imported_code(REPO / f"stages/{stage}.py") - SHARED_CODE
+                if not f.endswith("/__init__.py")}  # package docstrings, no code
+    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    deps = (declared.get("do") or declared)["deps"]
+    uncovered = [f for f in sorted(imported) if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+    assert uncovered == [], f"{stage}: imported but not in dvc.yaml deps"
+    assert f"stages/{stage}.py" in deps
+
+
+def test_evaluate_reruns_only_for_its_policy_prompts_reward_model_and_eval_params():
+    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["evaluate"]["do"]
+    assert declared["params"] == ["runtime.num_threads", "evaluate"]
+    assert {d for d in declared["deps"] if not d.startswith(("stages/", "rlhfpipe/"))} == {
+        "data/prepared", "models/${item}", "models/sft", "models/reward"}
 
 
 # --- reward-model diagnostics ---------------------------------------------------------------------

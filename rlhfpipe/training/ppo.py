@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm import tqdm
 
-from rlhfpipe.config import PPOConfig, as_dict
+from rlhfpipe import distributed
+from rlhfpipe.config import ParamError, PPOConfig, as_dict
 from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
 from rlhfpipe.ppo_math import (
     AdaptiveKLController,
@@ -27,8 +28,8 @@ from rlhfpipe.ppo_math import (
     kl_estimate,
     logprobs_from_logits,
     masked_mean,
-    masked_var,
-    masked_whiten,
+    masked_mean_var_reduced,
+    masked_whiten_reduced,
     policy_loss,
     token_rewards,
     truncate_after_eos,
@@ -108,8 +109,14 @@ def lr_lambda(schedule: str, total: int, warmup: int):
 # --------------------------------------------------------------------------------------------------
 # Checkpoints: tensors in safetensors, everything else in JSON (no pickle anywhere).
 # --------------------------------------------------------------------------------------------------
-def save_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, generator: torch.Generator,
+def generator_key(rank: int) -> str:
+    # rank 0 keeps the one-process name, so a one-process checkpoint is laid out as before
+    return "generator" if rank == 0 else f"generator.{rank}"
+
+
+def save_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, generator_states: list[torch.Tensor],
                     state: RunState) -> None:
+    """Called by the main process; ``generator_states`` holds every process's sampling generator, in rank order."""
     tmp = directory / "checkpoint.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     # save_model/load_model handle tied embeddings (one storage under two names)
@@ -117,11 +124,12 @@ def save_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
     save_model(models.value_model, str(tmp / "value.safetensors"))
     opt = optimizer.state_dict()
     tensors = {f"{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
-    tensors["generator"] = generator.get_state()
+    for r, generator_state in enumerate(generator_states):
+        tensors[generator_key(r)] = generator_state.cpu()
     tensors["torch_rng"] = torch.get_rng_state()
     save_file(tensors, tmp / "optimizer.safetensors")
     (tmp / "state.json").write_text(json.dumps({
-        "update": state.update, "kl_coef": state.kl_coef, "history": state.history,
+        "update": state.update, "kl_coef": state.kl_coef, "history": state.history, "world_size": len(generator_states),
         "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(),
     }))
     final = directory / "checkpoint"
@@ -136,11 +144,17 @@ def load_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
     ckpt = directory / "checkpoint"
     if not (ckpt / "state.json").is_file():
         return None
+    meta = json.loads((ckpt / "state.json").read_text())
+    world, written_by = distributed.world_size(), meta.get("world_size", 1)
+    if written_by != world:  # each process resumes its own sampling generator
+        print(f"ppo: not resuming {ckpt}: it was written by {written_by} processes, this run has {world}")
+        return None
     load_model(models.policy, str(ckpt / "policy.safetensors"))
     load_model(models.value_model, str(ckpt / "value.safetensors"))
-    meta = json.loads((ckpt / "state.json").read_text())
     tensors = load_file(ckpt / "optimizer.safetensors")
-    generator.set_state(tensors.pop("generator"))
+    generator.set_state(tensors[generator_key(distributed.rank())])
+    for r in range(world):
+        tensors.pop(generator_key(r))
     torch.set_rng_state(tensors.pop("torch_rng"))
     opt_state: dict[int, dict] = {}
     for key, value in tensors.items():
@@ -156,14 +170,26 @@ def load_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
 # --------------------------------------------------------------------------------------------------
 def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[dict]], registry, live,
               checkpoint_directory: Path) -> RunState:
-    """Run ``cfg.num_updates`` PPO updates; resumes from ``checkpoint_directory`` when it holds a checkpoint."""
+    """Run ``cfg.num_updates`` PPO updates; resumes from ``checkpoint_directory`` when it holds a checkpoint.
+
+    With several processes each one rolls out and trains on its slice of every rollout (batch sizes are global):
+    gradients are averaged, advantages whitened and logged means taken over all of them.
+    """
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    world, rank = distributed.world_size(), distributed.rank()
+    if cfg.micro_batch_size % world:
+        raise ParamError("ppo.batch_size", cfg.batch_size, f"its micro-batch (batch_size / mini_batches / grad_accum "
+                         f"= {cfg.micro_batch_size}) must be divisible by the number of processes ({world})")
+    batch_size, mini_batch_size, micro_batch_size = (n // world for n in (
+        cfg.batch_size, cfg.mini_batch_size, cfg.micro_batch_size))
+    device = next(models.policy.parameters()).device
     optimizer = torch.optim.AdamW(models.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg.lr_schedule, cfg.num_updates, int(cfg.warmup_ratio * cfg.num_updates)))
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
               else FixedKLController(cfg.kl_coef))
-    generator = torch.Generator().manual_seed(cfg.seed)
+    # rank 0 samples as a single process does; the offset keeps other ranks off the prompt-order seed (seed + 1)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003 * rank)
     state = load_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator) or RunState(kl_coef=kl_ctl.value)
     kl_ctl.value = state.kl_coef
     for row in state.history:  # replay the curves of the interrupted run
@@ -177,12 +203,15 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
     passes = math.ceil(cfg.num_updates * cfg.batch_size / len(prompts))
     order = torch.cat([torch.randperm(len(prompts), generator=order_gen) for _ in range(passes)]).tolist()
 
-    bar = tqdm(total=cfg.num_updates, initial=state.update, desc="ppo updates", unit="update")
+    bar = tqdm(total=cfg.num_updates, initial=state.update, desc="ppo updates", unit="update",
+               disable=not distributed.is_main())
     for update in range(state.update, cfg.num_updates):
-        batch_prompts = [prompts[i] for i in order[update * cfg.batch_size:(update + 1) * cfg.batch_size]]
+        rollout = order[update * cfg.batch_size:(update + 1) * cfg.batch_size]
+        batch_prompts = [prompts[i] for i in rollout[rank * batch_size:(rank + 1) * batch_size]]
         # 1. rollout: sample responses with the KV cache; keep the sampling log-probs
         models.policy.eval()
         queries, query_mask = encode_prompts(tokenizer, batch_prompts)
+        queries, query_mask = queries.to(device), query_mask.to(device)
         context_length = queries.shape[1]
         gen = sample(models.policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens,
                      temperature=cfg.temperature, eos_token_id=eos_id, pad_token_id=pad_id, generator=generator)
@@ -205,6 +234,7 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
             values = response_values(models, input_ids, attention_mask, context_length, hidden) * mask
             # 4. scores: weighted registry rewards, missing-EOS penalty, clipping
             scores, components = registry.combine(cfg.rewards, batch_prompts, texts)
+            scores = scores.to(device)
             has_eos = (responses == eos_id).any(dim=1)
             scores = scores - cfg.missing_eos_penalty * (~has_eos).float()
             if cfg.reward_clip > 0:
@@ -213,22 +243,22 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
             kl = kl_estimate(logprobs, ref_logprobs, cfg.kl_estimator) * mask
             rewards, non_score_reward = token_rewards(scores, kl, kl_ctl.value, mask)
             if cfg.whiten_rewards:
-                rewards = masked_whiten(rewards, mask, shift_mean=False)
+                rewards = masked_whiten_reduced(rewards, mask, distributed.all_reduce_sum, shift_mean=False)
             # 6. advantages and returns (GAE), advantages whitened over the whole rollout
             advantages, returns = compute_gae(values, rewards, mask, cfg.gamma, cfg.lam)
-            advantages = masked_whiten(advantages, mask)
+            advantages = masked_whiten_reduced(advantages, mask, distributed.all_reduce_sum)
 
         # 7. PPO epochs over shuffled mini-batches, with gradient accumulation over micro-batches
         models.policy.train()
         stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac", "approxkl",
                                                          "entropy", "ratio")}
         for _ in range(cfg.ppo_epochs):
-            perm = torch.randperm(cfg.batch_size, generator=generator)
-            for mb_start in range(0, cfg.batch_size, cfg.mini_batch_size):
-                mb_inds = perm[mb_start:mb_start + cfg.mini_batch_size]
+            perm = torch.randperm(batch_size, generator=generator, device=device)
+            for mb_start in range(0, batch_size, mini_batch_size):
+                mb_inds = perm[mb_start:mb_start + mini_batch_size]
                 optimizer.zero_grad(set_to_none=True)
-                for micro_start in range(0, cfg.mini_batch_size, cfg.micro_batch_size):
-                    inds = mb_inds[micro_start:micro_start + cfg.micro_batch_size]
+                for micro_start in range(0, mini_batch_size, micro_batch_size):
+                    inds = mb_inds[micro_start:micro_start + micro_batch_size]
                     mb_mask = mask[inds].float()
                     logits, mb_hidden = forward_policy(models, input_ids[inds], attention_mask[inds], context_length,
                                                        cfg.temperature, want_hidden=isinstance(models.value_model, ValueHead))
@@ -236,42 +266,47 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
                     new_values = response_values(models, input_ids[inds], attention_mask[inds], context_length, mb_hidden)
                     pg_loss, pg_stats = policy_loss(new_logprobs, logprobs[inds], advantages[inds], mb_mask, cfg.cliprange)
                     vf_loss, vf_clipfrac = value_loss(new_values, values[inds], returns[inds], mb_mask, cfg.cliprange_value)
-                    loss = (pg_loss + cfg.vf_coef * vf_loss) / cfg.grad_accum
+                    # Token means over this process's rows, weighted by its share of the micro-batch's tokens
+                    # (1.0 alone): averaged over processes they become token means over the whole micro-batch.
+                    share = distributed.share(mb_mask.sum())
+                    loss = (pg_loss + cfg.vf_coef * vf_loss) / cfg.grad_accum * share
                     loss.backward()
                     with torch.no_grad():
-                        stats["pg_loss"].append(pg_loss.item())
-                        stats["vf_loss"].append(vf_loss.item())
-                        stats["clipfrac"].append(pg_stats["clipfrac"].item())
-                        stats["approxkl"].append(pg_stats["approxkl"].item())
-                        stats["ratio"].append(pg_stats["ratio"].item())
-                        stats["vf_clipfrac"].append(vf_clipfrac.item())
-                        stats["entropy"].append(masked_mean(entropy_from_logits(logits, cfg.temperature), mb_mask).item())
+                        stats["pg_loss"].append(pg_loss.item() * share)
+                        stats["vf_loss"].append(vf_loss.item() * share)
+                        stats["clipfrac"].append(pg_stats["clipfrac"].item() * share)
+                        stats["approxkl"].append(pg_stats["approxkl"].item() * share)
+                        stats["ratio"].append(pg_stats["ratio"].item() * share)
+                        stats["vf_clipfrac"].append(vf_clipfrac.item() * share)
+                        stats["entropy"].append(
+                            masked_mean(entropy_from_logits(logits, cfg.temperature), mb_mask).item() * share)
+                distributed.average_gradients(models.trainable_parameters())
                 torch.nn.utils.clip_grad_norm_(models.trainable_parameters(), cfg.max_grad_norm)
                 optimizer.step()
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
 
         # 8. KL controller and logging
-        mean_kl = float(kl.sum(1).mean())
+        # means over the whole rollout, every process's slice included, so all processes adapt the KL alike
+        mean_kl = distributed.mean(kl.sum(1))
         kl_ctl.update(mean_kl, cfg.batch_size)
-        explained_var = 1.0 - float(masked_var(returns - values, mask) / masked_var(returns, mask).clamp(min=1e-8))
+        residual_var = masked_mean_var_reduced(returns - values, mask, distributed.all_reduce_sum)[1]
+        returns_var = masked_mean_var_reduced(returns, mask, distributed.all_reduce_sum)[1]
+        explained_var = 1.0 - float(residual_var / returns_var.clamp(min=1e-8))
         row = {
-            "objective/score": float(scores.mean()),
+            "objective/score": distributed.mean(scores),
             "objective/kl": mean_kl,
-            "objective/non_score_reward": float(non_score_reward.sum(1).mean()),
+            "objective/non_score_reward": distributed.mean(non_score_reward.sum(1)),
             "objective/kl_coef": state.kl_coef,
-            "policy/entropy": sum(stats["entropy"]) / len(stats["entropy"]),
-            "policy/approxkl": sum(stats["approxkl"]) / len(stats["approxkl"]),
-            "policy/clipfrac": sum(stats["clipfrac"]) / len(stats["clipfrac"]),
-            "policy/ratio": sum(stats["ratio"]) / len(stats["ratio"]),
-            "loss/policy": sum(stats["pg_loss"]) / len(stats["pg_loss"]),
-            "loss/value": sum(stats["vf_loss"]) / len(stats["vf_loss"]),
-            "value/clipfrac": sum(stats["vf_clipfrac"]) / len(stats["vf_clipfrac"]),
+            **{key: distributed.average(sum(stats[name]) / len(stats[name])) for key, name in (
+                ("policy/entropy", "entropy"), ("policy/approxkl", "approxkl"), ("policy/clipfrac", "clipfrac"),
+                ("policy/ratio", "ratio"), ("loss/policy", "pg_loss"), ("loss/value", "vf_loss"),
+                ("value/clipfrac", "vf_clipfrac"))},
             "value/explained_variance": explained_var,
             "train/learning_rate": lr,
-            "rollout/response_length": float(mask.sum(1).float().mean()),
-            "rollout/eos_rate": float(has_eos.float().mean()),
-            **{f"reward/{name}": float(v.mean()) for name, v in components.items()},
+            "rollout/response_length": distributed.mean(mask.sum(1).float()),
+            "rollout/eos_rate": distributed.mean(has_eos.float()),
+            **{f"reward/{name}": distributed.mean(v) for name, v in components.items()},
         }
         row = {k: round(v, 6) for k, v in row.items()}
         for key, value in row.items():
@@ -281,10 +316,12 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
         state.history.append(row)
         bar.set_postfix(score=f"{row['objective/score']:.3f}", kl=f"{mean_kl:.2f}")
         bar.update(1)
-        if cfg.log_samples and (update % max(1, cfg.num_updates // 5) == 0):
+        if cfg.log_samples and (update % max(1, cfg.num_updates // 5) == 0) and distributed.is_main():
             tqdm.write(f"[update {update}] {texts[0]!r} -> score {float(scores[0]):.3f}")
         if state.update % save_every == 0 and state.update < cfg.num_updates:
-            save_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator, state)
+            generator_states = distributed.all_gather(generator.get_state())
+            if distributed.is_main():
+                save_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator_states, state)
     bar.close()
     return state
 

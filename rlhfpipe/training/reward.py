@@ -12,7 +12,7 @@ from rlhfpipe.config import RewardConfig
 from rlhfpipe.evaluation import bootstrap_ci, calibration_bins, pairwise_accuracy
 from rlhfpipe.modeling import count_params, disable_dropout, load_sequence_classifier, peft_config
 from rlhfpipe.rewards.reward_model import RewardModel
-from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, trainer_arguments
+from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, refuse_zero3, trainer_arguments
 
 
 def _dataset(rows: list[dict], margin: float) -> datasets.Dataset:
@@ -31,12 +31,15 @@ def train_reward(cfg: RewardConfig, sft_dir: str, tokenizer, train_rows: list[di
 
     model = load_sequence_classifier(sft_dir, tokenizer)
     disable_dropout(model)
-    ckpt, resumable = checkpoint_dir("reward", resume_key)
+    ckpt, resume = checkpoint_dir("reward", resume_key)
+    if resume:
+        print(f"reward: resuming from {resume}")
     args = TrlRewardConfig(
         **trainer_arguments(
             ckpt, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
             warmup_ratio=0.05, weight_decay=0.0, seed=cfg.seed, n_examples=len(train_rows),
             save_every=0.25, bf16=bf16,
+            batch_key="reward.batch_size",
         ),
         max_length=cfg.max_length,
         center_rewards_coefficient=cfg.center_rewards_coefficient or None,
@@ -52,7 +55,8 @@ def train_reward(cfg: RewardConfig, sft_dir: str, tokenizer, train_rows: list[di
         callbacks=[LiveCallback(live, ("loss", "learning_rate", "grad_norm", "accuracy", "margin", "eval_loss",
                                        "eval_accuracy", "eval_margin"))],
     )
-    trainer.train(resume_from_checkpoint=True if resumable else None)
+    refuse_zero3(trainer)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
     if cfg.lora.enabled:
         model = model.merge_and_unload()

@@ -7,7 +7,7 @@ import datasets
 
 from rlhfpipe.config import ModelConfig, SFTConfig
 from rlhfpipe.modeling import build_causal_lm, count_params, disable_dropout, load_causal_lm, peft_config
-from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, trainer_arguments
+from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, refuse_zero3, trainer_arguments
 
 
 def _dataset(rows: list[dict]) -> datasets.Dataset:
@@ -23,16 +23,20 @@ def train_sft(cfg: SFTConfig, model_cfg: ModelConfig, tokenizer, train_rows: lis
 
     if model_cfg.name_or_path:
         model = load_causal_lm(model_cfg.name_or_path, tokenizer, dtype=model_cfg.dtype,
-                               trust_remote_code=model_cfg.trust_remote_code)
+                               trust_remote_code=model_cfg.trust_remote_code, allow_pickle=model_cfg.allow_pickle,
+                               key="model.name_or_path")
     else:
         model = build_causal_lm(model_cfg, tokenizer)
     disable_dropout(model)
-    ckpt, resumable = checkpoint_dir("sft", resume_key)
+    ckpt, resume = checkpoint_dir("sft", resume_key)
+    if resume:
+        print(f"sft: resuming from {resume}")
     args = TrlSFTConfig(
         **trainer_arguments(
             ckpt, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
             warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, seed=cfg.seed,
             n_examples=len(train_rows), save_every=cfg.save_every, bf16=model_cfg.dtype == "bfloat16",
+            batch_key="sft.batch_size",
         ),
         max_length=cfg.max_length,
         completion_only_loss=True,
@@ -48,7 +52,8 @@ def train_sft(cfg: SFTConfig, model_cfg: ModelConfig, tokenizer, train_rows: lis
         peft_config=peft_config(cfg.lora, "CAUSAL_LM") if cfg.lora.enabled else None,
         callbacks=[LiveCallback(live, ("loss", "learning_rate", "grad_norm", "eval_loss"))],
     )
-    trainer.train(resume_from_checkpoint=True if resumable else None)
+    refuse_zero3(trainer)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     eval_loss = trainer.evaluate()["eval_loss"]
     model = trainer.model
     if cfg.lora.enabled:
