@@ -55,6 +55,14 @@ def win_rate(scores: Sequence[float], baseline_scores: Sequence[float]) -> float
     return _win_tie_loss(scores, baseline_scores, "win_rate")
 
 
+def reward_gain_in_sft_std(policy_mean: float, sft_mean: float, sft_std: float) -> float:
+    """(policy mean - SFT mean) / SFT std of the reward-model score on the same prompts: the effect
+    size the PPO target (>= 1.0) is stated in, comparable across reward models of different scale."""
+    if not sft_std > 0:
+        raise ValueError(f"reward_gain_in_sft_std: SFT reward std must be > 0, got {sft_std}")
+    return (policy_mean - sft_mean) / sft_std
+
+
 def distinct_n(texts: list[str], n: int) -> float:
     """Distinct n-grams / all n-grams, pooled over texts (lower-cased whitespace tokens).
 

@@ -356,3 +356,12 @@ def test_ranked_markdown_orders_completions_and_summarises_labels():
     assert "First message." not in page
     sft = page[page.index("**sft**"):page.index("**ppo**")]
     assert sft.index("BEST (0.9000): That sounds hard.") < sft.index("MEDIUM (0.5000)") < sft.index("WORST (0.1000): ok")
+
+
+def test_reward_gain_in_sft_std_hand_values():
+    from rlhfpipe.evaluation import reward_gain_in_sft_std
+
+    assert reward_gain_in_sft_std(1.5, 0.5, 2.0) == pytest.approx(0.5)
+    assert reward_gain_in_sft_std(0.0, 0.5, 0.25) == pytest.approx(-2.0)
+    with pytest.raises(ValueError, match="std must be > 0"):
+        reward_gain_in_sft_std(1.0, 0.0, 0.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,16 +133,19 @@ def save_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
         "update": state.update, "kl_coef": state.kl_coef, "history": state.history, "world_size": len(generator_states),
         "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(),
     }))
-    final = directory / "checkpoint"
+    # Swap by renames so a kill at any moment leaves one complete checkpoint (old or new) on disk.
+    final, old = directory / "checkpoint", directory / "checkpoint.old"
     if final.exists():
-        for p in final.iterdir():
-            p.unlink()
-        final.rmdir()
+        final.rename(old)
     tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def load_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, generator: torch.Generator) -> RunState | None:
     ckpt = directory / "checkpoint"
+    if not ckpt.exists():  # killed between the two renames of save_checkpoint
+        ckpt = directory / "checkpoint.old"
     if not (ckpt / "state.json").is_file():
         return None
     meta = json.loads((ckpt / "state.json").read_text())
@@ -192,6 +196,8 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
     generator = torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003 * rank)
     state = load_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator) or RunState(kl_coef=kl_ctl.value)
     kl_ctl.value = state.kl_coef
+    if state.update:
+        tqdm.write(f"ppo: resuming at update {state.update} of {cfg.num_updates}")
     for row in state.history:  # replay the curves of the interrupted run
         for key, value in row.items():
             live.log_metric(key, value)
