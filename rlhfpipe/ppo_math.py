@@ -35,10 +35,17 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
+                  all_reduce_sum=None) -> torch.Tensor:
     """(x - mean) / std over the selected entries; with shift_mean=False the mean is added back
-    (TRL/OpenAI's reward whitening keeps the reward's sign). Unselected entries come back as 0."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask, unbiased=mask.sum() > 1)
+    (TRL/OpenAI's reward whitening keeps the reward's sign). Unselected entries come back as 0.
+
+    With ``all_reduce_sum`` (sums a tensor over processes) the statistics cover every process's entries, as
+    one process holding them all would whiten (advantages of a rollout split over processes)."""
+    if all_reduce_sum is None:
+        mean, var = masked_mean(x, mask), masked_var(x, mask, unbiased=mask.sum() > 1)
+    else:
+        mean, var = masked_mean_var_reduced(x, mask, all_reduce_sum, unbiased=None)
     whitened = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         whitened = whitened + mean
@@ -62,17 +69,6 @@ def masked_mean_var_reduced(x: torch.Tensor, mask: torch.Tensor, all_reduce_sum,
             raise ValueError("masked_mean_var_reduced: an unbiased variance needs at least two selected values")
         var = var * n / (n - 1)
     return mean, var
-
-
-def masked_whiten_reduced(x: torch.Tensor, mask: torch.Tensor, all_reduce_sum, shift_mean: bool = True,
-                          eps: float = 1e-8) -> torch.Tensor:
-    """masked_whiten with the statistics of every process's entries, as one process holding them all would
-    whiten (advantages of a rollout split over processes); the identity ``all_reduce_sum`` gives masked_whiten."""
-    mean, var = masked_mean_var_reduced(x, mask, all_reduce_sum, unbiased=None)
-    whitened = (x - mean) * torch.rsqrt(var + eps)
-    if not shift_mean:
-        whitened = whitened + mean
-    return whitened * mask
 
 
 def first_true_indices(bools: torch.Tensor) -> torch.Tensor:

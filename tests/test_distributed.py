@@ -89,7 +89,7 @@ def _helpers_worker(rank: int, store: str, out_dir: str) -> None:
 
     from rlhfpipe import distributed
     from rlhfpipe.config import ParamError
-    from rlhfpipe.ppo_math import masked_mean_var_reduced, masked_whiten_reduced
+    from rlhfpipe.ppo_math import masked_mean_var_reduced, masked_whiten
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     x, mask = _rollout()
@@ -104,7 +104,7 @@ def _helpers_worker(rank: int, store: str, out_dir: str) -> None:
     except ParamError as err:
         error = str(err)
     result = {
-        "whitened": masked_whiten_reduced(mine, my_mask, distributed.all_reduce_sum).tolist(),
+        "whitened": masked_whiten(mine, my_mask, all_reduce_sum=distributed.all_reduce_sum).tolist(),
         "var": float(masked_mean_var_reduced(mine, my_mask, distributed.all_reduce_sum)[1]),
         "mean": distributed.mean(mine.sum(1)),
         "token_mean": distributed.average(
@@ -137,11 +137,11 @@ def test_process_group_helpers_over_two_processes_match_one(tmp_path):
 
 
 def test_one_process_whitening_is_bit_for_bit_the_pure_function():
-    from rlhfpipe.ppo_math import masked_mean_var_reduced, masked_var, masked_whiten, masked_whiten_reduced
+    from rlhfpipe.ppo_math import masked_mean_var_reduced, masked_var, masked_whiten
 
     x, mask = _rollout(3)
     for shift_mean in (True, False):
-        assert torch.equal(masked_whiten_reduced(x, mask, lambda t: t, shift_mean=shift_mean),
+        assert torch.equal(masked_whiten(x, mask, shift_mean=shift_mean, all_reduce_sum=lambda t: t),
                            masked_whiten(x, mask, shift_mean=shift_mean))
     assert torch.equal(masked_mean_var_reduced(x, mask, lambda t: t)[1], masked_var(x, mask))
 

@@ -30,7 +30,7 @@ from rlhfpipe.ppo_math import (
     logprobs_from_logits,
     masked_mean,
     masked_mean_var_reduced,
-    masked_whiten_reduced,
+    masked_whiten,
     policy_loss,
     token_rewards,
     truncate_after_eos,
@@ -249,10 +249,10 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
             kl = kl_estimate(logprobs, ref_logprobs, cfg.kl_estimator) * mask
             rewards, non_score_reward = token_rewards(scores, kl, kl_ctl.value, mask)
             if cfg.whiten_rewards:
-                rewards = masked_whiten_reduced(rewards, mask, distributed.all_reduce_sum, shift_mean=False)
+                rewards = masked_whiten(rewards, mask, shift_mean=False, all_reduce_sum=distributed.all_reduce_sum)
             # 6. advantages and returns (GAE), advantages whitened over the whole rollout
             advantages, returns = compute_gae(values, rewards, mask, cfg.gamma, cfg.lam)
-            advantages = masked_whiten_reduced(advantages, mask, distributed.all_reduce_sum)
+            advantages = masked_whiten(advantages, mask, all_reduce_sum=distributed.all_reduce_sum)
 
         # 7. PPO epochs over shuffled mini-batches, with gradient accumulation over micro-batches
         models.policy.train()
