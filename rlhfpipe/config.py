@@ -409,6 +409,69 @@ class PPOConfig:
 
 
 @dataclass
+class GRPOConfig:
+    steps: int = 24
+    """optimizer steps; each samples num_generations responses for prompts_per_step prompts"""
+    prompts_per_step: int = 16
+    """prompts per step (a group of num_generations responses each)"""
+    num_generations: int = 4
+    """responses per prompt, the group whose mean reward is the baseline"""
+    learning_rate: float = 1e-4
+    """peak AdamW learning rate"""
+    lr_schedule: str = "constant"
+    """linear | constant | cosine (TRL scheduler names)"""
+    beta: float = 0.04
+    """KL coefficient to the SFT reference (0 loads no reference model)"""
+    epsilon: float = 0.2
+    """ratio clip epsilon"""
+    num_iterations: int = 1
+    """optimizer passes over each generated batch (mu in the GRPO paper)"""
+    loss_type: str = "dapo"
+    """TRL GRPO loss aggregation: grpo, dr_grpo, dapo or bnpo"""
+    scale_rewards: str = "group"
+    """divide advantages by the group's (group), the batch's (batch) or no (none) reward std"""
+    temperature: float = 0.7
+    """sampling temperature of training rollouts (the evaluation temperature, as for PPO)"""
+    max_completion_length: int = 48
+    """longest response in tokens"""
+    max_grad_norm: float = 1.0
+    """global gradient-norm clip"""
+    normalize_rewards: bool = True
+    """normalise the reward model score with its stored mean/std on reference responses"""
+    rewards: list[RewardTerm] = field(default_factory=lambda: [RewardTerm("reward_model", 1.0), RewardTerm("empathy", 0.5)])
+    """weighted registry rewards GRPO maximises (by default the same as ppo.rewards)"""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """train a policy adapter instead of all weights"""
+    save_every: float = 0.25
+    """checkpoint every this fraction of training, for resume"""
+    seed: int = 0
+    """seed of prompt order and sampling"""
+
+    def validate(self) -> None:
+        check(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        check(self.prompts_per_step >= 1, "prompts_per_step", self.prompts_per_step, "must be >= 1")
+        check(self.num_generations >= 2, "num_generations", self.num_generations, "must be >= 2 (a group needs a baseline)")
+        check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1)")
+        check(self.lr_schedule in ("linear", "constant", "cosine"), "lr_schedule", self.lr_schedule, "must be linear, constant or cosine")
+        check(self.beta >= 0, "beta", self.beta, "must be >= 0")
+        check(0 < self.epsilon < 1, "epsilon", self.epsilon, "must be in (0, 1)")
+        check(self.num_iterations >= 1, "num_iterations", self.num_iterations, "must be >= 1")
+        check(self.loss_type in ("grpo", "dr_grpo", "dapo", "bnpo"), "loss_type", self.loss_type, "must be grpo, dr_grpo, dapo or bnpo")
+        check(self.scale_rewards in ("group", "batch", "none"), "scale_rewards", self.scale_rewards, "must be group, batch or none")
+        check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
+        check(self.max_completion_length >= 1, "max_completion_length", self.max_completion_length, "must be >= 1")
+        check(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "must be > 0")
+        check(0 < self.save_every <= 1, "save_every", self.save_every, "must be in (0, 1]")
+        validate_reward_terms(self.rewards, "rewards")
+        nested("lora", self.lora.validate)
+
+    @property
+    def batch_size(self) -> int:
+        """responses per optimizer step"""
+        return self.prompts_per_step * self.num_generations
+
+
+@dataclass
 class EvaluateConfig:
     num_prompts: int = 256
     """held-out prompts scored per policy"""
@@ -447,6 +510,7 @@ SECTIONS: dict[str, type] = {
     "preferences": PreferencesConfig,
     "reward": RewardConfig,
     "ppo": PPOConfig,
+    "grpo": GRPOConfig,
     "evaluate": EvaluateConfig,
 }
 

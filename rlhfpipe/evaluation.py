@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from rouge_score import rouge_scorer
 
+from rlhfpipe.errors import PipelineError
 from rlhfpipe.rewards.empathy import is_empathetic, vader_compound
 
 LABELS = ("BEST", "MEDIUM", "WORST")
@@ -53,6 +54,14 @@ def _win_tie_loss(a: Sequence[float], b: Sequence[float], what: str) -> float:
 def win_rate(scores: Sequence[float], baseline_scores: Sequence[float]) -> float:
     """Paired win rate of ``scores`` over ``baseline_scores`` (same prompts, same order); ties 0.5."""
     return _win_tie_loss(scores, baseline_scores, "win_rate")
+
+
+def paired_win_rate(samples: list[dict], baseline_samples: list[dict]) -> float:
+    """Win rate of ``samples`` over ``baseline_samples``, paired by prompt id (every id in both)."""
+    baseline = {s["id"]: s["score"] for s in baseline_samples}
+    if set(baseline) != {s["id"] for s in samples}:
+        raise PipelineError("the policies were evaluated on different prompts; rerun the evaluate stages")
+    return win_rate([s["score"] for s in samples], [baseline[s["id"]] for s in samples])
 
 
 def reward_gain_in_sft_std(policy_mean: float, sft_mean: float, sft_std: float) -> float:

@@ -57,21 +57,17 @@ def respond(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, t
 
 
 def evaluate_policy(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg: EvaluateConfig) -> tuple[dict, list[dict]]:
+    """Metrics of one policy and its scored samples; the win rate against SFT is paired up from the
+    samples of both by the compare stage (``evaluation.paired_win_rate``), so SFT is sampled once."""
     rows = choose(rows, cfg.num_prompts, cfg.seed)
     prompts = [r["prompt"] for r in rows]
     texts, kls = respond(policy, tokenizer, prompts, cfg, cfg.temperature, cfg.seed, reference=sft)
     scores = rm.score(prompts, texts).tolist()
-    if name == "sft":
-        sft_scores = scores
-    else:
-        sft_texts, _ = respond(sft, tokenizer, prompts, cfg, cfg.temperature, cfg.seed)
-        sft_scores = rm.score(prompts, sft_texts).tolist()
     windows = [[m["content"] for m in p if m["role"] != "system"] + [t] for p, t in zip(prompts, texts)]
     metrics = {
         "reward_mean": float(np.mean(scores)),
         "reward_std": float(np.std(scores)),
         "reward_normalized_mean": float((np.mean(scores) - rm.mean) / rm.std),
-        "win_rate_vs_sft": ev.win_rate(scores, sft_scores),
         "empathy_ratio": ev.empathy_ratio(texts),
         "vader_compound_mean": ev.mean_compound(texts),
         "rouge_l": ev.rouge_l([r.get("reference") for r in rows], texts),

@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlhfpipe.cli import run_stage, usage  # noqa: E402
 from rlhfpipe.errors import PipelineError  # noqa: E402
-from rlhfpipe.evaluation import ranked_markdown, reward_gain_in_sft_std, summary_markdown  # noqa: E402
-from rlhfpipe.io import write_json, write_text  # noqa: E402
+from rlhfpipe.evaluation import paired_win_rate, ranked_markdown, reward_gain_in_sft_std, summary_markdown  # noqa: E402
+from rlhfpipe.io import read_jsonl, write_json, write_text  # noqa: E402
 
 TABLE_METRICS = ["reward_mean", "reward_normalized_mean", "reward_gain_sft_std", "win_rate_vs_sft", "empathy_ratio", "rouge_l", "kl_to_sft",
                  "response_words", "distinct_1", "distinct_2", "cohesion"]
@@ -26,7 +26,10 @@ def main(argv: list[str]) -> None:
     summary = {p.stem: json.loads(p.read_text()) for p in files}
     if "sft" in summary:
         sft = summary["sft"]
-        for metrics in summary.values():
+        sft_samples = read_jsonl(Path(samples_dir) / "sft" / "samples.jsonl")
+        for name, metrics in summary.items():
+            metrics["win_rate_vs_sft"] = round(
+                paired_win_rate(read_jsonl(Path(samples_dir) / name / "samples.jsonl"), sft_samples), 5)
             metrics["reward_gain_sft_std"] = round(
                 reward_gain_in_sft_std(metrics["reward_mean"], sft["reward_mean"], sft["reward_std"]), 5)
     write_json(summary_json, summary)

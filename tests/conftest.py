@@ -23,6 +23,7 @@ TINY_PARAMS = {
     "reward": {"epochs": 1.0, "batch_size": 16, "bootstrap_samples": 50},
     "ppo": {"total_episodes": 32, "batch_size": 16, "mini_batches": 2, "ppo_epochs": 1, "max_new_tokens": 16,
             "save_every": 0.5},
+    "grpo": {"steps": 2, "prompts_per_step": 4, "num_generations": 2, "max_completion_length": 16},
     "evaluate": {"num_prompts": 16, "max_new_tokens": 16, "ranked_prompts": 3, "ranked_completions": 3},
 }
 

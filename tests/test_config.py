@@ -35,6 +35,11 @@ def write(tmp_path, section: str, values: dict):
     ("data", {"min_words": 50, "max_words": 20}, "data.max_words"),
     ("evaluate", {"ranked_completions": 2}, "evaluate.ranked_completions"),
     ("reward", {"margin": -1.0}, "reward.margin"),
+    ("grpo", {"num_generations": 1}, "grpo.num_generations"),
+    ("grpo", {"loss_type": "ppo"}, "grpo.loss_type"),
+    ("grpo", {"scale_rewards": "std"}, "grpo.scale_rewards"),
+    ("grpo", {"beta": -0.1}, "grpo.beta"),
+    ("grpo", {"rewards": [{"name": "reward_model", "weight": 0.0}]}, "grpo.rewards"),
 ])
 def test_bad_params_name_the_key(tmp_path, section, values, key):
     with pytest.raises(ParamError) as err:

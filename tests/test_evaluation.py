@@ -14,12 +14,14 @@ import torch
 import yaml
 
 from rlhfpipe.config import EvaluateConfig
+from rlhfpipe.errors import PipelineError
 from rlhfpipe.evaluation import (
     bootstrap_ci,
     calibration_bins,
     distinct_n,
     empathy_ratio,
     mean_compound,
+    paired_win_rate,
     pairwise_accuracy,
     rank_labels,
     ranked_markdown,
@@ -199,14 +201,25 @@ def test_evaluate_policy_on_the_toy_by_hand():
     assert metrics["kl_to_sft"] == pytest.approx(np.mean(kls), abs=1e-5)
     assert metrics["reward_mean"] == pytest.approx(np.mean(lengths), abs=1e-5)
     assert metrics["reward_normalized_mean"] == pytest.approx((np.mean(lengths) - 1.0) / 2.0, abs=1e-5)
-    # the reference plays SFT: its responses to the same prompts, with the same seed, are the baseline
-    sft_texts, _ = respond(REFERENCE, ToyTokenizer(), [s["prompt"] for s in samples], cfg, 1.0, seed=3)
-    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(lengths, (len(t.split()) for t in sft_texts))]
-    assert metrics["win_rate_vs_sft"] == pytest.approx(np.mean(wins), abs=1e-5)
     assert metrics["empathy_ratio"] == 0.0  # "a a a" carries no sentiment
 
-    sft_metrics, _ = evaluate_policy("sft", REFERENCE, REFERENCE, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg)
-    assert sft_metrics["kl_to_sft"] == 0.0 and sft_metrics["win_rate_vs_sft"] == 0.5
+    # the reference plays SFT: its responses to the same prompts, with the same seed, are the baseline
+    sft_metrics, sft_samples = evaluate_policy("sft", REFERENCE, REFERENCE, ToyTokenizer(), LengthRewardModel(),
+                                               TOY_ROWS, cfg)
+    assert sft_metrics["kl_to_sft"] == 0.0
+    sft_texts, _ = respond(REFERENCE, ToyTokenizer(), [s["prompt"] for s in samples], cfg, 1.0, seed=3)
+    assert [s["response"] for s in sft_samples] == sft_texts
+    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(lengths, (len(t.split()) for t in sft_texts))]
+    assert paired_win_rate(samples, sft_samples) == pytest.approx(np.mean(wins), abs=1e-5)
+    assert paired_win_rate(sft_samples, sft_samples) == 0.5
+
+
+def test_paired_win_rate_pairs_by_id_and_refuses_other_prompts():
+    mine = [{"id": "b", "score": 2.0}, {"id": "a", "score": 0.0}]
+    sft = [{"id": "a", "score": 1.0}, {"id": "b", "score": 2.0}]
+    assert paired_win_rate(mine, sft) == pytest.approx((0.5 + 0.0) / 2)
+    with pytest.raises(PipelineError, match="different prompts"):
+        paired_win_rate(mine, [{"id": "a", "score": 1.0}, {"id": "c", "score": 2.0}])
 
 
 def test_ranked_samples_label_each_prompts_completions():

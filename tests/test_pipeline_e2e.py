@@ -10,8 +10,8 @@ from conftest import copy_repo, run, stage, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "ppo", "evaluate@sft", "evaluate@ppo",
-          "compare"]
+STAGES = ["corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "ppo", "grpo", "evaluate@sft",
+          "evaluate@ppo", "evaluate@grpo", "compare"]
 
 
 def stages_run(output: str) -> list[str]:
@@ -35,11 +35,12 @@ def test_repro_builds_every_output(built):
     repo, output = built
     assert sorted(stages_run(output)) == sorted(STAGES)
     for path in ("models/sft/model.safetensors", "models/reward/model.safetensors", "models/reward/reward_stats.json",
-                 "models/ppo/model.safetensors", "data/preferences/train.jsonl", "metrics/summary.md",
+                 "models/ppo/model.safetensors", "models/grpo/model.safetensors", "data/preferences/train.jsonl",
+                 "metrics/summary.md",
                  "metrics/ranked_samples.md", "metrics/ppo_training.png", "metrics/policies.csv"):
         assert (repo / path).is_file(), path
     summary = json.loads((repo / "metrics/summary.json").read_text())
-    assert set(summary) == {"sft", "ppo"}
+    assert set(summary) == {"sft", "ppo", "grpo"}
     for key in ("reward_mean", "win_rate_vs_sft", "empathy_ratio", "rouge_l", "kl_to_sft", "distinct_2"):
         assert isinstance(summary["ppo"][key], float), key
     assert summary["sft"]["kl_to_sft"] == 0.0 and summary["sft"]["win_rate_vs_sft"] == 0.5
@@ -61,11 +62,22 @@ def test_ppo_param_reruns_only_ppo_and_downstream(built):
     proc = run(["dvc", "exp", "run", "-S", "ppo.kl_coef=0.2"], cwd=repo)
     ran = set(stages_run(proc.stdout))
     assert {"ppo", "evaluate@ppo", "compare"} <= ran
-    assert not ran & {"corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "evaluate@sft"}
+    assert not ran & {"corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "evaluate@sft", "grpo",
+                      "evaluate@grpo"}
     shown = run(["dvc", "exp", "show", "--no-pager", "--md"], cwd=repo).stdout
     assert "ppo.kl_coef" in shown or "kl_coef" in shown
     diff = run(["dvc", "metrics", "diff", "--md"], cwd=repo).stdout
     assert "metrics/eval/ppo.json" in diff
+
+
+def test_grpo_param_reruns_only_grpo_and_downstream(built):
+    repo, _ = built
+    proc = run(["dvc", "exp", "run", "-S", "grpo.beta=0.1"], cwd=repo)
+    ran = set(stages_run(proc.stdout))
+    assert ran == {"grpo", "evaluate@grpo", "compare"}
+    grpo = json.loads((repo / "metrics/grpo.json").read_text())
+    assert grpo["steps"] == 2
+    assert (repo / "metrics/train/grpo/plots/metrics/train/reward.tsv").is_file()
 
 
 def test_bad_param_fails_with_one_line_and_keeps_outputs(built):

@@ -27,10 +27,12 @@ from conftest import REPO, copy_repo, run
 sys.path.insert(0, str(REPO / "scripts"))
 import render_plots  # noqa: E402
 
-EVAL_METRICS = ["reward_mean", "reward_std", "reward_normalized_mean", "win_rate_vs_sft", "empathy_ratio",
+EVAL_METRICS = ["reward_mean", "reward_std", "reward_normalized_mean", "empathy_ratio",
                 "vader_compound_mean", "rouge_l", "kl_to_sft", "response_words", "distinct_1", "distinct_2",
                 "cohesion"]
-POLICIES = ["sft", "ppo"]
+POLICIES = ["sft", "ppo", "grpo"]
+PAIRED_METRICS = ["win_rate_vs_sft", "reward_gain_sft_std"]
+"""computed by the compare stage from every policy's samples, so they live in metrics/summary.json"""
 SCREEN = (1400, 3000)
 
 
@@ -82,8 +84,10 @@ def test_metrics_show_lists_every_eval_metric_for_both_policies(repo):
         values = files[f"metrics/eval/{policy}.json"]["data"]
         assert set(EVAL_METRICS) <= set(values), policy
         assert all(isinstance(values[m], float) for m in EVAL_METRICS), policy
+        summary = files["metrics/summary.json"]["data"][policy]
+        assert all(isinstance(summary[m], float) for m in EVAL_METRICS + PAIRED_METRICS), policy
     table = dvc(repo, "metrics", "show", "--md")
-    for metric in EVAL_METRICS:
+    for metric in EVAL_METRICS + PAIRED_METRICS:
         assert metric in table, metric
 
 

@@ -1,0 +1,25 @@
+"""GRPO's bridge to the reward registry: one TRL reward function per term, named after it."""
+
+import pytest
+import torch
+
+from rlhfpipe.config import RewardTerm
+from rlhfpipe.rewards.registry import RewardRegistry
+from rlhfpipe.training.grpo import registry_reward_functions
+
+
+def test_each_term_becomes_a_named_function_scoring_the_completion_text():
+    registry = RewardRegistry()
+    terms = [RewardTerm("brevity", 2.0), RewardTerm("empathy", 0.5)]
+    functions = registry_reward_functions(registry, terms)
+    assert [f.__name__ for f in functions] == ["brevity", "empathy"]
+    prompts = [[{"role": "user", "content": "I feel alone."}]] * 2
+    completions = [[{"role": "assistant", "content": "word " * 10}], [{"role": "assistant", "content": "I love that, great!"}]]
+    brevity = functions[0](prompts=prompts, completions=completions, completion_ids=None, trainer_state=None)
+    assert brevity == pytest.approx([0.75, 1.0 - 4 / 40])
+    empathy = functions[1](prompts=prompts, completions=completions)
+    assert empathy == registry.score("empathy", prompts, ["word " * 10, "I love that, great!"]).tolist()
+    assert empathy[0] == 0.0 and empathy[1] > 0.5
+    # plain-text completions (a prompt given as a string) are scored as they are
+    assert functions[0](prompts=["hi"], completions=["one two"]) == pytest.approx([1.0 - 2 / 40])
+    assert isinstance(registry.score("brevity", prompts, ["a"]), torch.Tensor)
