@@ -484,7 +484,7 @@ class DialogueConfig:
     """dialogues with more words are not used"""
     context_turns: int = 2
     """earlier turns the child (and the teacher) see before writing"""
-    epochs: float = 0.25
+    epochs: float = 0.5
     """passes over the training windows; PPO updates = floor(epochs * windows / ppo.batch_size)"""
     eval_windows: int = 128
     """held-out windows (test split) scored before and after PPO"""

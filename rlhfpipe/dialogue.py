@@ -21,7 +21,7 @@ from rlhfpipe.errors import PipelineError
 from rlhfpipe.generation import decode, encode_prompts, generate_texts, sample
 from rlhfpipe.io import read_jsonl
 from rlhfpipe.modeling import disable_dropout, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config
-from rlhfpipe.rewards.cohesion import INDEX_KEYS, cohesion_indices, cohesion_rewards
+from rlhfpipe.rewards.cohesion import INDEX_KEYS, cohesion_indices, cohesion_rewards, tokenize
 from rlhfpipe.training.ppo import PPOModels, ValueHead
 
 CHILD_ROLE = "user"
@@ -82,6 +82,14 @@ def sft_rows(windows: list[Window]) -> list[dict]:
             for w in windows]
 
 
+def has_words(turns: list[str]) -> torch.Tensor:
+    """(B,) 1.0 for a turn with a word in it, else 0.0. An empty child turn would earn its window the cohesion
+    of the context and the teacher's reply alone: the overlap indices skip empty turns, so the teacher's
+    reply would count as answering the turn before the child's, which the teacher echoes. PPO found
+    that free reward in our first runs; an empty child turn now scores 0."""
+    return torch.tensor([1.0 if tokenize(t) else 0.0 for t in turns])
+
+
 def content_seed(seed: int, windows: list[list[str]]) -> int:
     """A sampling seed derived from the windows themselves: a resumed run, or an evaluation of the same
     windows, draws the same teacher turns as an uninterrupted one without counting calls."""
@@ -109,7 +117,7 @@ class Teacher:
 class DialogueReward:
     """The registry's ``combine`` interface, for train_ppo: the teacher answers each child turn, then
     ``cohesion`` scores the window [context..., child turn, teacher turn] and every other term the child's
-    turn alone (as in the plain PPO stage)."""
+    turn alone (as in the plain PPO stage). A window whose child turn is empty has cohesion 0 (``has_words``)."""
 
     def __init__(self, teacher: Teacher, registry):
         self.teacher, self.registry = teacher, registry
@@ -119,6 +127,7 @@ class DialogueReward:
         windows = [[m["content"] for m in p] + [r] for p, r in zip(prompts, responses)]
         replies = self.teacher.reply(windows)
         components = {t.name: (self.registry.score(t.name, [as_prompt(w) for w in windows], replies)
+                               * has_words(responses)
                                if t.name == "cohesion" else self.registry.score(t.name, prompts, responses))
                       for t in terms}
         return sum(t.weight * components[t.name] for t in terms), components
@@ -131,7 +140,7 @@ def score_windows(windows: list[Window], child_turns: list[str], teacher: Teache
     full = [w.context + [c] for w, c in zip(windows, child_turns)]
     replies = [r for i in range(0, len(full), batch_size) for r in teacher.reply(full[i:i + batch_size])]
     dialogues = [f + [r] for f, r in zip(full, replies)]
-    rewards = cohesion_rewards(dialogues, weights)
+    rewards = [r * float(w) for r, w in zip(cohesion_rewards(dialogues, weights), has_words(child_turns))]
     indices = [cohesion_indices(d) for d in dialogues]
     summary = {"cohesion": sum(rewards) / len(rewards),
                **{k: sum(ix[k] for ix in indices) / len(indices) for k in INDEX_KEYS},

@@ -41,9 +41,10 @@ def main(argv: list[str]) -> None:
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "dialogues_train.jsonl"),
                       file_digest(Path(child_dir)), file_digest(Path(cfg.teacher or sft_dir)))
     ckpt, _ = checkpoint_dir("dialogue_ppo", key)
-    live = open_live(Path(curves_dir))
-    state = train_ppo(ppo, models, tokenizer, [as_prompt(w.context) for w in train], reward, live, ckpt)
-    live.end()
+    with atomic_path(curves_dir) as curves:  # a resumed run replays the killed run's rows into fresh curves
+        live = open_live(curves)
+        state = train_ppo(ppo, models, tokenizer, [as_prompt(w.context) for w in train], reward, live, ckpt)
+        live.end()
     policy = models.policy.merge_and_unload() if ppo.lora.enabled else models.policy
     after, after_rows = evaluate(policy)
     with atomic_path(out_dir) as tmp:

@@ -62,6 +62,21 @@ def test_windows_are_child_turns_after_context_in_dialogues_of_allowed_length(tm
     assert [len(w.context) for w in read_windows(tmp_path / "d.jsonl", 20, 400, 1)[0]] == [1, 1]
 
 
+def test_switchboard_dialogues_give_windows_for_caller_a(tmp_path):
+    from rlhfpipe.config import DataConfig
+    from rlhfpipe.data.formats import read_records
+
+    fixture = REPO / "tests/fixtures/formats/switchboard"
+    records = read_records("switchboard", str(fixture), DataConfig(min_words=5, max_words=400))
+    windows, kept = read_windows(write_dialogues(tmp_path / "sw.jsonl", [d.to_json() for d in records.dialogues]),
+                                 5, 400, 2)
+    # sw4325: A, B, A, B -> the child (caller A) answers B once, after both earlier turns
+    assert kept == 1 and len(windows) == 1
+    assert windows[0].context == ["Okay. So, what kind of experience do you, do you have with child care?",
+                                  "I think, we have two kids. and we use a day care"]
+    assert windows[0].reference == "Uh-huh."
+
+
 def test_no_window_is_one_clear_error(tmp_path):
     with pytest.raises(PipelineError, match=r"d\.jsonl: no user turn .*\[200, 400\] words .*dialogue\.min_words"):
         read_windows(write_dialogues(tmp_path / "d.jsonl"), 200, 400, 2)
@@ -105,6 +120,14 @@ def test_cohesion_scores_the_window_and_other_terms_the_child_turn():
     assert float(parts["cohesion"][0]) == pytest.approx(cohesion_rewards([window], weights)[0])
     assert float(parts["brevity"][0]) == pytest.approx(1 - 5 / 40)  # the child's 5 words, not the teacher's
     assert float(total[0]) == pytest.approx(1 / 3 + 2 * (1 - 5 / 40))
+
+
+def test_an_empty_child_turn_earns_no_cohesion():
+    # skipped by the overlap indices, an empty turn would let the teacher's echo count as a reply to the context
+    reward = DialogueReward(EchoTeacher(), RewardRegistry())
+    prompts = [as_prompt(["I lost my job.", "Your job and the rent worry you."])] * 3
+    _, parts = reward.combine([RewardTerm("cohesion", 1.0)], prompts, ["", "...", "The rent, yes."])
+    assert parts["cohesion"][:2].tolist() == [0.0, 0.0] and float(parts["cohesion"][2]) > 0
 
 
 def test_registry_cohesion_uses_the_given_weights():
@@ -215,6 +238,33 @@ def test_self_test_stops_at_the_first_failure_in_one_line(tiny, tmp_path):
     assert errors == [f"error: dialogue check failed at teacher: {broken}: cannot load the model"
                       + errors[0].split("cannot load the model", 1)[1]], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "ok: child" not in proc.stdout
+
+
+@pytest.mark.parametrize("script, args, params, expected", [
+    ("child_sft", ["data/prepared", "models/sft", "models/child_sft_new", "metrics/child_sft.json"],
+     {"min_words": 300}, "data/prepared/dialogues_train.jsonl: no user turn after another turn in a dialogue of "
+                         "[300, 400] words (params dialogue.min_words, dialogue.max_words)"),
+    ("dialogue_ppo", ["data/prepared", "models/child_sft", "models/sft", "models/dialogue_ppo",
+                      "metrics/dialogue_ppo.json", "metrics/train/dialogue_ppo", "data/dialogue_ppo/samples.jsonl"],
+     {}, "params.yaml: dialogue.epochs=0.75: gives no PPO update: 2 training windows x epochs < "
+         "dialogue.ppo.batch_size=8"),
+])
+def test_stages_stop_in_one_line_and_write_nothing(tiny, tmp_path, script, args, params, expected):
+    import shutil
+
+    root = Path(shutil.copytree(tiny, tmp_path / "project"))
+    write_dialogues(root / "data/prepared/dialogues_train.jsonl")
+    write_dialogues(root / "data/prepared/dialogues_val.jsonl")
+    from conftest import merge
+
+    values = tiny_params({"runtime": {"num_threads": 1}})
+    merge(values["dialogue"], params)
+    write_params(root, values)
+    proc = subprocess.run([sys.executable, str(REPO / "stages" / f"{script}.py"), *args], cwd=root,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error: ")] == [f"error: {expected}"]
+    assert not (root / args[-2 if script == "child_sft" else 3]).exists() and not (root / "metrics").exists()
 
 
 # --- kill and resume through dvc repro ------------------------------------------------------------
