@@ -158,6 +158,14 @@ def test_default_params_section_validates():
     assert cfg.ppo.rewards == [RewardTerm("cohesion", 1.0)] and cfg.cohesion == CohesionWeights()
 
 
+def test_every_cohesion_weight_names_an_index():
+    from dataclasses import fields
+
+    from rlhfpipe.rewards.cohesion import INDEX_KEYS
+
+    assert {f.name for f in fields(CohesionWeights)} <= set(INDEX_KEYS)
+
+
 def test_updates_follow_windows_epochs_and_batch():
     cfg = DialogueConfig(epochs=0.5)
     assert cfg.ppo_for(2746).num_updates == 2746 // 2 // cfg.ppo.batch_size

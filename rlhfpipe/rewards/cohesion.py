@@ -221,7 +221,7 @@ def cohesion_indices(turns: list[str], window: int = MATTR_WINDOW) -> dict[str, 
 
 
 # --------------------------------------------------------------------------------------------------
-# Reward
+# Reward (CohesionWeights lives in rlhfpipe.config with the other params dataclasses: dialogue.cohesion)
 # --------------------------------------------------------------------------------------------------
 def _unit(key: str, value: float) -> float:
     """Map an index to [0, 1]: ratios already are; per-word connective rates saturate at the cap."""
