@@ -500,6 +500,94 @@ class EvaluateConfig:
         check(self.ranked_temperature > 0, "ranked_temperature", self.ranked_temperature, "must be > 0")
 
 
+@dataclass
+class CohesionWeights:
+    """Weight of each index in the cohesion reward (rlhfpipe.rewards.cohesion); field names are its index keys."""
+
+    mattr: float = 1.0
+    """lexical diversity; full weight so echoing alone cannot max the reward"""
+    adjacent_overlap_turn: float = 1.0
+    """a reply picking up the previous turn's words: the most dialogue-specific signal"""
+    adjacent_overlap_sentence: float = 0.5
+    """local flow between sentences; half weight, as it double-counts turn overlap"""
+    connectives_all: float = 0.5
+    """explicit links, saturating at CONNECTIVE_CAP; half weight, as it is the easiest to stuff"""
+    givenness: float = 0.5
+    """staying on topic; half weight, as it rewards repetition like overlap does"""
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            check(math.isfinite(value) and value >= 0, f.name, value, "must be a finite number >= 0")
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        check(sum(values.values()) > 0, "weights", values, "at least one weight must be > 0")
+
+
+DIALOGUE_REWARD_NAMES = ("cohesion", "empathy", "brevity")
+
+
+@dataclass
+class DialogueConfig:
+    """Child-teacher dialogue PPO (issue #8): the child writes one speaker's turns, the teacher the other's."""
+
+    child: ModelConfig = field(default_factory=lambda: ModelConfig(
+        hidden_size=64, num_layers=2, num_heads=2, intermediate_size=192, max_position_embeddings=256))
+    """the child policy: a from-scratch model of this shape (sharing the main tokenizer), or name_or_path"""
+    child_sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=1.0, learning_rate=3e-3, max_length=192))
+    """supervised training of the child on the dialogue turns it will write"""
+    teacher: str = ""
+    """the partner model: empty = the main SFT policy (models/sft); else a local path or hub id"""
+    teacher_temperature: float = 0.7
+    """sampling temperature of the teacher's turns (0 = greedy)"""
+    teacher_max_new_tokens: int = 24
+    """longest teacher turn"""
+    min_words: int = 20
+    """dialogues with fewer words are not used"""
+    max_words: int = 400
+    """dialogues with more words are not used"""
+    context_turns: int = 2
+    """earlier turns the child (and the teacher) see before writing"""
+    epochs: float = 0.5
+    """passes over the training windows; PPO updates = floor(epochs * windows / ppo.batch_size)"""
+    eval_windows: int = 128
+    """held-out windows (test split) scored before and after PPO"""
+    eval_temperature: float = 0.7
+    """sampling temperature of the child in the before/after evaluation"""
+    cohesion: CohesionWeights = field(default_factory=CohesionWeights)
+    """weights of the cohesion reward's indices"""
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(rewards=[RewardTerm("cohesion", 1.0)], value_model="head"))
+    """PPO hyper-parameters of the child; total_episodes is derived (leave it out), max_new_tokens is the child's turn
+    length, rewards mixes cohesion (of the window) with empathy or brevity (of the child's turn)"""
+    seed: int = 0
+    """seed of the teacher's sampling and of the before/after evaluation"""
+
+    def validate(self) -> None:
+        nested("child", self.child.validate)
+        nested("child_sft", self.child_sft.validate)
+        check(self.teacher_temperature >= 0, "teacher_temperature", self.teacher_temperature, "must be >= 0 (0 = greedy)")
+        check(self.teacher_max_new_tokens >= 1, "teacher_max_new_tokens", self.teacher_max_new_tokens, "must be >= 1")
+        check(self.min_words >= 0, "min_words", self.min_words, "must be >= 0")
+        check(self.max_words > self.min_words, "max_words", self.max_words, "must be > dialogue.min_words")
+        check(self.context_turns >= 1, "context_turns", self.context_turns, "must be >= 1 (the turn the child answers)")
+        check(self.epochs > 0, "epochs", self.epochs, "must be > 0")
+        check(self.eval_windows >= 1, "eval_windows", self.eval_windows, "must be >= 1")
+        check(self.eval_temperature >= 0, "eval_temperature", self.eval_temperature, "must be >= 0 (0 = greedy)")
+        nested("cohesion", self.cohesion.validate)
+        check(self.ppo.total_episodes == PPOConfig.total_episodes, "ppo.total_episodes", self.ppo.total_episodes,
+              "derived from dialogue.epochs and the number of training windows; leave it out")
+        nested("ppo", self.ppo.validate)
+        for i, term in enumerate(self.ppo.rewards):
+            check(term.name in DIALOGUE_REWARD_NAMES, f"ppo.rewards[{i}].name", term.name,
+                  f"not available to the dialogue stage; use {', '.join(DIALOGUE_REWARD_NAMES)}")
+
+    def ppo_for(self, train_windows: int) -> PPOConfig:
+        """The PPO config with total_episodes = num_updates * batch_size for ``train_windows`` windows."""
+        updates = math.floor(self.epochs * train_windows / self.ppo.batch_size)
+        check(updates >= 1, "dialogue.epochs", self.epochs,
+              f"gives no PPO update: {train_windows} training windows x epochs < dialogue.ppo.batch_size={self.ppo.batch_size}")
+        return dataclasses.replace(self.ppo, total_episodes=updates * self.ppo.batch_size)
+
+
 SECTIONS: dict[str, type] = {
     "runtime": RuntimeConfig,
     "corpus": CorpusConfig,
@@ -512,6 +600,7 @@ SECTIONS: dict[str, type] = {
     "ppo": PPOConfig,
     "grpo": GRPOConfig,
     "evaluate": EvaluateConfig,
+    "dialogue": DialogueConfig,
 }
 
 

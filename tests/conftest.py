@@ -25,6 +25,9 @@ TINY_PARAMS = {
             "save_every": 0.5},
     "grpo": {"steps": 2, "prompts_per_step": 4, "num_generations": 2, "max_completion_length": 16},
     "evaluate": {"num_prompts": 16, "max_new_tokens": 16, "ranked_prompts": 3, "ranked_completions": 3},
+    "dialogue": {"child": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32},
+                 "child_sft": {"batch_size": 16}, "teacher_max_new_tokens": 12, "epochs": 0.75, "eval_windows": 16,
+                 "ppo": {"batch_size": 8, "ppo_epochs": 1, "max_new_tokens": 12, "save_every": 0.25}},
 }
 
 
@@ -34,8 +37,17 @@ def tiny_params(overrides: dict | None = None) -> dict:
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in {**TINY_PARAMS, **(overrides or {})}.items():
-        params.setdefault(section, {}).update(values)
+        merge(params.setdefault(section, {}), values)
     return params
+
+
+def merge(into: dict, values: dict) -> None:
+    """Update ``into`` with ``values``, recursing into nested sections (dialogue.child, dialogue.ppo)."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def copy_repo(dest: Path) -> Path:

@@ -44,12 +44,11 @@ incidence as ``min(rate / CONNECTIVE_CAP, 1)``) and returns their weighted mean.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
-from rlhfpipe.config import check
+from rlhfpipe.config import CohesionWeights
 from rlhfpipe.rewards.wordlists import CONNECTIVES, FUNCTION_WORDS, PRONOUNS
 
 MATTR_WINDOW = 50
@@ -222,31 +221,8 @@ def cohesion_indices(turns: list[str], window: int = MATTR_WINDOW) -> dict[str, 
 
 
 # --------------------------------------------------------------------------------------------------
-# Reward
+# Reward (CohesionWeights lives in rlhfpipe.config with the other params dataclasses: dialogue.cohesion)
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class CohesionWeights:
-    """Weight of each index in the cohesion reward; field names are ``INDEX_KEYS`` entries."""
-
-    mattr: float = 1.0
-    """lexical diversity; full weight so echoing alone cannot max the reward"""
-    adjacent_overlap_turn: float = 1.0
-    """a reply picking up the previous turn's words: the most dialogue-specific signal"""
-    adjacent_overlap_sentence: float = 0.5
-    """local flow between sentences; half weight, as it double-counts turn overlap"""
-    connectives_all: float = 0.5
-    """explicit links, saturating at CONNECTIVE_CAP; half weight, as it is the easiest to stuff"""
-    givenness: float = 0.5
-    """staying on topic; half weight, as it rewards repetition like overlap does"""
-
-    def validate(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            check(math.isfinite(value) and value >= 0, f.name, value, "must be a finite number >= 0")
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        check(sum(values.values()) > 0, "weights", values, "at least one weight must be > 0")
-
-
 def _unit(key: str, value: float) -> float:
     """Map an index to [0, 1]: ratios already are; per-word connective rates saturate at the cap."""
     if key.startswith("connectives_"):

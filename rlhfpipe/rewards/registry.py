@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from rlhfpipe.config import RewardTerm
+from rlhfpipe.config import CohesionWeights, RewardTerm
 from rlhfpipe.errors import PipelineError
 
 BREVITY_WORDS = 40
@@ -29,19 +29,21 @@ def empathy(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
     return torch.tensor(empathy_scores(responses), dtype=torch.float32)
 
 
-def cohesion(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
-    """TAACO-style cohesion of the dialogue window the response closes, in [0, 1]."""
-    from rlhfpipe.rewards.cohesion import CohesionWeights, cohesion_rewards
+def cohesion(prompts: list[list[dict]], responses: list[str], weights: CohesionWeights | None = None) -> torch.Tensor:
+    """TAACO-style cohesion of the dialogue window the response closes, in [0, 1] (default weights unless given)."""
+    from rlhfpipe.rewards.cohesion import cohesion_rewards
 
     windows = [[m["content"] for m in p if m["role"] != "system"] + [r] for p, r in zip(prompts, responses)]
-    return torch.tensor(cohesion_rewards(windows, CohesionWeights()), dtype=torch.float32)
+    return torch.tensor(cohesion_rewards(windows, weights or CohesionWeights()), dtype=torch.float32)
 
 
 class RewardRegistry:
     """Resolves reward names; the reward model is injected because it is loaded from a stage dep."""
 
-    def __init__(self, reward_model=None, normalize_reward_model: bool = True, batch_size: int = 64):
-        self.functions: dict[str, Callable] = {"brevity": brevity, "empathy": empathy, "cohesion": cohesion}
+    def __init__(self, reward_model=None, normalize_reward_model: bool = True, batch_size: int = 64,
+                 cohesion_weights: CohesionWeights | None = None):
+        self.functions: dict[str, Callable] = {"brevity": brevity, "empathy": empathy,
+                                               "cohesion": lambda p, r: cohesion(p, r, cohesion_weights)}
         if reward_model is not None:
             self.functions["reward_model"] = lambda p, r: reward_model.score(
                 p, r, batch_size=batch_size, normalize=normalize_reward_model)

@@ -116,7 +116,7 @@ def generator_key(rank: int) -> str:
 
 
 def save_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, generator_states: list[torch.Tensor],
-                    state: RunState) -> None:
+                    state: RunState, batch_size: int) -> None:
     """Called by the main process; ``generator_states`` holds every process's sampling generator, in rank order."""
     tmp = directory / "checkpoint.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -133,6 +133,11 @@ def save_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
         "update": state.update, "kl_coef": state.kl_coef, "history": state.history, "world_size": len(generator_states),
         "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(),
     }))
+    # for people and tools watching a run; resuming reads state.json only
+    scores = [row["objective/score"] for row in state.history]
+    (tmp / "training_info.json").write_text(json.dumps({
+        "step": state.update, "episodes": state.update * batch_size, "mean_reward": sum(scores) / len(scores),
+    }, indent=2) + "\n")
     # Swap by renames so a kill at any moment leaves one complete checkpoint (old or new) on disk.
     final, old = directory / "checkpoint", directory / "checkpoint.old"
     if final.exists():
@@ -202,7 +207,7 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
         for key, value in row.items():
             live.log_metric(key, value)
         live.next_step()
-    save_every = max(1, round(cfg.save_every * cfg.num_updates))
+    save_every = checkpoint_interval(cfg)
     # Prompt order: a fixed permutation per pass over the data, derived from the seed alone, so a
     # resumed run sees the same prompts as an uninterrupted one.
     order_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -327,9 +332,15 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
         if state.update % save_every == 0 and state.update < cfg.num_updates:
             generator_states = distributed.all_gather(generator.get_state())
             if distributed.is_main():
-                save_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator_states, state)
+                save_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator_states, state,
+                                cfg.batch_size)
     bar.close()
     return state
+
+
+def checkpoint_interval(cfg: PPOConfig) -> int:
+    """Updates between checkpoints: ``save_every`` of training, at least one."""
+    return max(1, round(cfg.save_every * cfg.num_updates))
 
 
 def run_config(cfg: PPOConfig) -> dict:

@@ -16,21 +16,22 @@ def _dataset(rows: list[dict]) -> datasets.Dataset:
 
 
 def train_sft(cfg: SFTConfig, model_cfg: ModelConfig, tokenizer, train_rows: list[dict], val_rows: list[dict],
-              live, resume_key: str):
-    """Train and return (model, metrics). Checkpoints go to checkpoints/sft and are resumed when valid."""
+              live, resume_key: str, stage: str = "sft", model_key: str = "model"):
+    """Train and return (model, metrics). Checkpoints go to checkpoints/<stage> and are resumed when valid;
+    ``model_key`` is the params section ``model_cfg`` came from, named in errors."""
     from trl import SFTConfig as TrlSFTConfig
     from trl import SFTTrainer
 
     if model_cfg.name_or_path:
         model = load_causal_lm(model_cfg.name_or_path, tokenizer, dtype=model_cfg.dtype,
                                trust_remote_code=model_cfg.trust_remote_code, allow_pickle=model_cfg.allow_pickle,
-                               key="model.name_or_path")
+                               key=f"{model_key}.name_or_path")
     else:
         model = build_causal_lm(model_cfg, tokenizer)
     disable_dropout(model)
-    ckpt, resume = checkpoint_dir("sft", resume_key)
+    ckpt, resume = checkpoint_dir(stage, resume_key)
     if resume:
-        print(f"sft: resuming from {resume}")
+        print(f"{stage}: resuming from {resume}")
     args = TrlSFTConfig(
         **trainer_arguments(
             ckpt, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
@@ -58,7 +59,7 @@ def train_sft(cfg: SFTConfig, model_cfg: ModelConfig, tokenizer, train_rows: lis
     model = trainer.model
     if cfg.lora.enabled:
         model = model.merge_and_unload()
-    clear_checkpoints("sft")
+    clear_checkpoints(stage)
     final_train = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "params": count_params(model),
