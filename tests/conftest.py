@@ -24,6 +24,10 @@ TINY_PARAMS = {
     "ppo": {"total_episodes": 32, "batch_size": 16, "mini_batches": 2, "ppo_epochs": 1, "max_new_tokens": 16,
             "save_every": 0.5},
     "evaluate": {"num_prompts": 16, "max_new_tokens": 16, "ranked_prompts": 3, "ranked_completions": 3},
+    "moodpo": {"max_new_tokens": 8, "max_length": 96,
+               "iteration_1": {"steps": 2, "batch_size": 4, "learning_rate": 0.0005, "beta": 0.1, "seed": 0},
+               "iteration_2": {"steps": 2, "batch_size": 4, "learning_rate": 0.0005, "beta": 0.1, "seed": 1}},
+    "moodpo_eval": {"num_prompts": 4, "max_new_tokens": 8},
 }
 
 
