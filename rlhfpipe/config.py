@@ -588,6 +588,120 @@ class DialogueConfig:
         return dataclasses.replace(self.ppo, total_episodes=updates * self.ppo.batch_size)
 
 
+@dataclass
+class MoodpoObjective:
+    name: str
+    """a reward in the registry: reward_model (z-scored with its stored stats), empathy, cohesion or brevity"""
+    hv_reference: float
+    """this objective's coordinate of the hypervolume reference point (a score no policy should fall below)"""
+
+
+def validate_weight_vector(weights: list[float], n: int, key: str) -> None:
+    """An explicit weight vector: n non-negative multiples of 0.1 (the instruction shows one decimal,
+    rlhfpipe.moodpo.DECIMALS) summing to 1."""
+    check(len(weights) == n, key, weights, f"needs {n} weights, one per moodpo.objectives entry")
+    for i, w in enumerate(weights):
+        check(w >= 0, f"{key}[{i}]", w, "must be >= 0")
+        check(abs(w * 10 - round(w * 10)) < 1e-6, f"{key}[{i}]", w, "must be a multiple of 0.1 (one decimal)")
+    check(abs(sum(weights) - 1.0) < 1e-6, key, weights, f"must sum to 1 (sums to {sum(weights):.4g})")
+
+
+@dataclass
+class MoodpoIteration:
+    steps: int = 20
+    """online DPO steps; each samples two completions per prompt of a batch"""
+    batch_size: int = 16
+    """prompts per step (moodpo.weights_per_prompt copies of each)"""
+    learning_rate: float = 2e-4
+    """constant AdamW learning rate; a from-scratch policy needs a high one to learn the weights in few steps"""
+    beta: float = 0.1
+    """DPO temperature beta against this iteration's starting policy (Rafailov et al. 2023); typical 0.1"""
+    seed: int = 0
+    """seed of prompt order, weight draws and sampling"""
+
+    def validate(self) -> None:
+        check(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1)")
+        check(self.beta > 0, "beta", self.beta, "must be > 0")
+
+
+@dataclass
+class MoodpoConfig:
+    objectives: list[MoodpoObjective] = field(default_factory=lambda: [
+        MoodpoObjective("reward_model", -4.0), MoodpoObjective("empathy", -1.0), MoodpoObjective("brevity", 0.0)])
+    """objectives, in the order the weight instruction names them"""
+    alpha: float = 0.3
+    """concentration of the symmetric Dirichlet the per-prompt weights are drawn from (1 = uniform on the simplex)"""
+    weights_per_prompt: int = 4
+    """copies of each prompt in a batch, each with its own weights, so the policy sees what the weights change"""
+    prompts: str = "data/prepared/prompts_train.jsonl"
+    """training prompts: a prepared prompt set (.jsonl) or a CSV whose prompt_column holds user prompts"""
+    prompt_column: str = "prompt"
+    """column of the prompt in a CSV prompts file"""
+    max_new_tokens: int = 40
+    """longest sampled completion"""
+    temperature: float = 1.0
+    """sampling temperature of the two completions"""
+    max_length: int = 256
+    """longest prompt + completion in the DPO forward pass (the prompt is cut on the left)"""
+    missing_eos_penalty: float = 1.0
+    """subtracted from the weighted reward of a completion that never emits EOS"""
+    iteration_1: MoodpoIteration = field(default_factory=MoodpoIteration)
+    """the iteration that starts from the SFT policy"""
+    iteration_2: MoodpoIteration = field(default_factory=lambda: MoodpoIteration(seed=1))
+    """the iteration that starts from iteration 1's policy"""
+
+    def validate(self) -> None:
+        names = [o.name for o in self.objectives]
+        check(len(names) >= 2, "objectives", names, "needs at least two objectives")
+        for i, name in enumerate(names):
+            check(name in REWARD_NAMES, f"objectives[{i}].name", name, f"unknown reward; known: {', '.join(REWARD_NAMES)}")
+        check(len(set(names)) == len(names), "objectives", names, "names an objective twice")
+        check(self.alpha > 0, "alpha", self.alpha, "must be > 0")
+        check(self.prompts.endswith((".jsonl", ".csv")), "prompts", self.prompts, "must be a prepared .jsonl or a .csv file")
+        check(self.prompt_column != "", "prompt_column", self.prompt_column, "must name a column")
+        check(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "must be >= 1")
+        check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
+        check(self.max_length > self.max_new_tokens, "max_length", self.max_length, "must be > moodpo.max_new_tokens")
+        check(self.missing_eos_penalty >= 0, "missing_eos_penalty", self.missing_eos_penalty, "must be >= 0")
+        check(self.weights_per_prompt >= 1, "weights_per_prompt", self.weights_per_prompt, "must be >= 1")
+        nested("iteration_1", self.iteration_1.validate)
+        nested("iteration_2", self.iteration_2.validate)
+        for key in ("iteration_1", "iteration_2"):
+            check(getattr(self, key).batch_size % self.weights_per_prompt == 0, f"{key}.batch_size",
+                  getattr(self, key).batch_size, f"must be a multiple of moodpo.weights_per_prompt={self.weights_per_prompt}")
+
+
+@dataclass
+class MoodpoEvalConfig:
+    grid: list[list[float]] = field(default_factory=lambda: [
+        [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.4, 0.3, 0.3]])
+    """weight vectors evaluated, each as long as moodpo.objectives, non-negative, one decimal, summing to 1"""
+    num_prompts: int = 128
+    """held-out prompts answered under every weight vector"""
+    temperature: float = 0.7
+    """sampling temperature, as in evaluate"""
+    max_new_tokens: int = 40
+    """longest response"""
+    batch_size: int = 64
+    """prompts per generation batch"""
+    seed: int = 0
+    """seed of prompt choice and sampling, the same for every weight vector and policy"""
+
+    def validate(self) -> None:
+        check(len(self.grid) >= 2, "grid", self.grid, "needs at least two weight vectors")
+        check(self.num_prompts >= 1, "num_prompts", self.num_prompts, "must be >= 1")
+        check(self.temperature >= 0, "temperature", self.temperature, "must be >= 0 (0 = greedy)")
+        check(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "must be >= 1")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+
+    def validate_against(self, objectives: list[MoodpoObjective]) -> None:
+        """The grid's vectors match moodpo.objectives; a cross-section check, so it runs once both are loaded."""
+        for i, weights in enumerate(self.grid):
+            validate_weight_vector(weights, len(objectives), f"moodpo_eval.grid[{i}]")
+
+
 SECTIONS: dict[str, type] = {
     "runtime": RuntimeConfig,
     "corpus": CorpusConfig,
@@ -601,6 +715,8 @@ SECTIONS: dict[str, type] = {
     "grpo": GRPOConfig,
     "evaluate": EvaluateConfig,
     "dialogue": DialogueConfig,
+    "moodpo": MoodpoConfig,
+    "moodpo_eval": MoodpoEvalConfig,
 }
 
 

@@ -28,6 +28,10 @@ TINY_PARAMS = {
     "dialogue": {"child": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32},
                  "child_sft": {"batch_size": 16}, "teacher_max_new_tokens": 12, "epochs": 0.75, "eval_windows": 16,
                  "ppo": {"batch_size": 8, "ppo_epochs": 1, "max_new_tokens": 12, "save_every": 0.25}},
+    "moodpo": {"max_new_tokens": 8, "max_length": 96,
+               "iteration_1": {"steps": 2, "batch_size": 4, "learning_rate": 0.0005, "beta": 0.1, "seed": 0},
+               "iteration_2": {"steps": 2, "batch_size": 4, "learning_rate": 0.0005, "beta": 0.1, "seed": 1}},
+    "moodpo_eval": {"num_prompts": 4, "max_new_tokens": 8},
 }
 
 

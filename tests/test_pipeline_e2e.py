@@ -11,7 +11,7 @@ from conftest import copy_repo, run, stage, tiny_params, write_params
 pytestmark = pytest.mark.slow
 
 STAGES = ["corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "ppo", "grpo", "evaluate@sft",
-          "evaluate@ppo", "evaluate@grpo", "compare", "child_sft", "dialogue_ppo"]
+          "evaluate@ppo", "evaluate@grpo", "compare", "child_sft", "dialogue_ppo", "moodpo@1", "moodpo@2", "moodpo_eval"]
 
 
 def stages_run(output: str) -> list[str]:

@@ -1,0 +1,46 @@
+"""Stage moodpo@<n>: one MOODPO iteration (online DPO under per-prompt objective weights) from START_DIR."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
+from rlhfpipe.config import as_dict, load_section  # noqa: E402
+from rlhfpipe.errors import PipelineError  # noqa: E402
+from rlhfpipe.io import atomic_path, write_json  # noqa: E402
+from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
+from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
+from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
+from rlhfpipe.training.common import clear_checkpoints, open_live  # noqa: E402
+from rlhfpipe.training.moodpo import load_prompts, train_moodpo, weighted_prompts  # noqa: E402
+
+
+def main(argv: list[str]) -> None:
+    n, prompts_path, start_dir, reward_dir, out_dir, metrics_path, curves_dir = usage(
+        argv, 7, "moodpo.py ITERATION PROMPTS START_DIR REWARD_DIR OUT_DIR METRICS_JSON CURVES_DIR")
+    runtime, cfg = load_section("runtime"), load_section("moodpo")
+    if n not in ("1", "2"):
+        raise PipelineError(f"moodpo.py: ITERATION must be 1 or 2, got {n!r}")
+    it = getattr(cfg, f"iteration_{n}")
+    setup_runtime(runtime.num_threads, it.seed)
+    tokenizer = load_tokenizer(start_dir)
+    names = [o.name for o in cfg.objectives]
+    dataset = weighted_prompts(load_prompts(prompts_path, cfg.prompt_column), names, cfg.alpha, cfg.weights_per_prompt, it)
+    registry = RewardRegistry(RewardModel(reward_dir) if "reward_model" in names else None)
+    with atomic_path(curves_dir) as curves:
+        live = open_live(curves)
+        model, metrics = train_moodpo(cfg, it, f"moodpo_{n}", start_dir, tokenizer, dataset, registry, live)
+        live.end()
+    with atomic_path(out_dir) as tmp:
+        save_model(model, tokenizer, tmp)
+        # this iteration's params only: the other iteration's are no dependency of this stage
+        shared = {k: v for k, v in as_dict(cfg).items() if not k.startswith("iteration_")}
+        write_json(tmp / "moodpo_config.json", {**shared, "iteration": int(n), **as_dict(it)})
+    write_json(metrics_path, metrics)
+    clear_checkpoints(f"moodpo_{n}")
+    print(f"moodpo@{n}: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,157 @@
+"""MOODPO: weights, the weight instruction, the weighted reward, hypervolume, params checks; one slow e2e run."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, copy_repo, run, tiny_params, write_params
+from rlhfpipe.config import ParamError, load_section
+from rlhfpipe.errors import PipelineError
+from rlhfpipe.moodpo import (format_instruction, hypervolume, parse_instruction, responsiveness, round_to_units,
+                             sample_weights, weighted_reward, with_instruction, without_instruction)
+from rlhfpipe.training.moodpo import WeightedObjectives, load_prompts, weighted_prompts
+
+NAMES = ["reward_model", "empathy", "brevity"]
+
+
+def test_dirichlet_sampling_is_reproducible_with_the_seed():
+    a, b, c = sample_weights(200, 3, 1.0, seed=7), sample_weights(200, 3, 1.0, seed=7), sample_weights(200, 3, 1.0, seed=8)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.shape == (200, 3) and (a >= 0).all()
+    assert np.allclose(a.sum(1), 1.0) and np.allclose(a * 10, np.round(a * 10))
+
+
+def test_rounding_keeps_the_sum_at_one():
+    assert round_to_units(np.array([[1 / 3, 1 / 3, 1 / 3]])).tolist() == [[0.4, 0.3, 0.3]]
+    assert round_to_units(np.array([[0.05, 0.94, 0.01]])).tolist() == [[0.1, 0.9, 0.0]]
+
+
+def test_weight_instruction_round_trips():
+    assert format_instruction(NAMES, [0.6, 0.3, 0.1]) == "weights: reward_model 0.6 empathy 0.3 brevity 0.1"
+    for w in sample_weights(50, 3, 0.5, seed=0):
+        assert parse_instruction(format_instruction(NAMES, w), NAMES) == w.tolist()
+    with pytest.raises(PipelineError, match="not a weight instruction"):
+        parse_instruction("weights: empathy 0.3 reward_model 0.6 brevity 0.1", NAMES)  # another order
+
+
+def test_instruction_sits_before_the_latest_message_and_comes_off_again():
+    prompt = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    shown = with_instruction(prompt, NAMES, [0.2, 0.3, 0.5])
+    assert shown[2] == {"role": "system", "content": "weights: reward_model 0.2 empathy 0.3 brevity 0.5"}
+    assert shown[-1] == prompt[-1] and without_instruction(shown) == prompt
+
+
+def test_weighted_reward_on_hand_made_scores():
+    scores = torch.tensor([[-1.0, 0.5, 0.2], [2.0, -0.5, 1.0]])  # reward model z, compound, brevity
+    weights = torch.tensor([[0.6, 0.3, 0.1], [0.0, 0.0, 1.0]])
+    assert torch.allclose(weighted_reward(scores, weights), torch.tensor([-0.6 + 0.15 + 0.02, 1.0]))
+
+
+def test_hypervolume():
+    ref = np.zeros(3)
+    assert hypervolume(np.array([[1.0, 2.0, 3.0]]), ref) == pytest.approx(6.0)
+    # two boxes overlap in a 1 x 1 x 1 corner: 2 + 2 - 1
+    assert hypervolume(np.array([[1.0, 2.0, 1.0], [2.0, 1.0, 1.0]]), ref) == pytest.approx(3.0)
+    assert hypervolume(np.array([[1.0, 1.0, -1.0]]), ref) == 0.0  # below the reference in one objective
+    assert hypervolume(np.array([[1.0, 1.0, 1.0], [0.5, 0.5, 0.5]]), ref) == pytest.approx(1.0)  # dominated point
+
+
+def test_responsiveness_compares_highest_and_lowest_weight():
+    grid = np.array([[0.8, 0.2], [0.2, 0.8], [0.5, 0.5]])
+    means = np.array([[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]])  # the middle vector counts for neither
+    checks = responsiveness(grid, means, ["a", "b"])
+    assert checks["a"] == {"high": 1.0, "low": 0.0, "responds": True} and checks["b"]["responds"]
+
+
+def test_weighted_prompts_repeat_each_prompt_with_its_own_weights():
+    from rlhfpipe.config import MoodpoIteration
+
+    prompts = [[{"role": "user", "content": f"p{i}"}] for i in range(5)]
+    ds = weighted_prompts(prompts, NAMES, 1.0, 2, MoodpoIteration(steps=3, batch_size=4, seed=0))
+    assert len(ds) == 12
+    users = [row["prompt"][-1]["content"] for row in ds]
+    assert users[0::2] == users[1::2]  # copies sit side by side, so they share a batch
+    for row in ds:
+        assert parse_instruction(row["prompt"][0]["content"], NAMES) == row["weights"]
+
+
+class FakeRegistry:
+    def score(self, name, prompts, responses):
+        assert all(m["role"] != "system" for p in prompts for m in p)  # objectives never see the instruction
+        return torch.tensor([float(len(r)) if name == "brevity" else 0.0 for r in responses])
+
+
+def test_reward_callable_reads_each_examples_weights():
+    reward = WeightedObjectives(FakeRegistry(), NAMES)
+    prompts = [with_instruction([{"role": "user", "content": "x"}], NAMES, w) for w in ([0, 0, 1.0], [1.0, 0, 0])]
+    completions = [[{"role": "assistant", "content": t}] for t in ("a", "abc")]
+    out = reward(prompts=prompts, completions=completions, weights=[[0, 0, 1.0], [1.0, 0, 0]], completion_ids=None)
+    assert out == pytest.approx([1.0, 0.0])  # only the first row weighs brevity (here: length)
+
+
+def test_prompts_from_a_csv_column(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("id,text\n1,I feel low\n2,Work is hard\n")
+    assert load_prompts(str(path), "text") == [[{"role": "user", "content": "I feel low"}],
+                                               [{"role": "user", "content": "Work is hard"}]]
+    with pytest.raises(PipelineError, match=r"p\.csv:2: missing column 'prompt' \(moodpo.prompt_column\)"):
+        load_prompts(str(path), "prompt")
+
+
+@pytest.mark.parametrize("grid, key, rule", [
+    ([[0.9, 0.2, -0.1], [0.4, 0.3, 0.3]], "moodpo_eval.grid[0][2]", "must be >= 0"),
+    ([[0.5, 0.5], [0.4, 0.3, 0.3]], "moodpo_eval.grid[0]", "needs 3 weights"),
+    ([[0.5, 0.3, 0.3], [0.4, 0.3, 0.3]], "moodpo_eval.grid[0]", "must sum to 1"),
+    ([[0.55, 0.35, 0.1], [0.4, 0.3, 0.3]], "moodpo_eval.grid[0][0]", "multiple of 0.1"),
+])
+def test_invalid_weights_name_the_key(tmp_path, grid, key, rule):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["moodpo_eval"]["grid"] = grid
+    write_params(tmp_path, params)
+    cfg = load_section("moodpo_eval", tmp_path / "params.yaml")
+    with pytest.raises(ParamError) as err:
+        cfg.validate_against(load_section("moodpo", tmp_path / "params.yaml").objectives)
+    assert err.value.key == key and rule in err.value.rule
+    assert str(err.value).startswith(f"params.yaml: {key}=")
+
+
+def test_invalid_weights_stop_the_stage_with_one_line(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["moodpo_eval"]["grid"][1] = [0.1, 0.8]
+    write_params(tmp_path, params)
+    proc = run(["python", str(REPO / "stages/moodpo_eval.py"), "p", "s", "m", "r", "out.json", "pareto"], cwd=tmp_path,
+               check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: params.yaml: moodpo_eval.grid[1]=[0.1, 0.8]: needs 3 weights, one per moodpo.objectives entry"]
+
+
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.mark.slow
+def test_moodpo_stages_through_dvc(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    params = tiny_params()
+    params["runtime"]["num_threads"] = 1
+    write_params(repo, params)
+    run(["dvc", "repro", "moodpo_eval"], cwd=repo)
+    for path in ("models/moodpo_1/model.safetensors", "models/moodpo_2/model.safetensors",
+                 "metrics/moodpo_pareto/moodpo.csv", "metrics/moodpo_pareto/sft.csv",
+                 "metrics/train/moodpo_2/plots/metrics/train/loss.tsv"):
+        assert (repo / path).is_file(), path
+    metrics = json.loads((repo / "metrics/moodpo.json").read_text())
+    assert set(metrics["moodpo"]["by_weights"]) == {"w8_1_1", "w1_8_1", "w1_1_8", "w4_3_3"}
+    assert isinstance(metrics["moodpo"]["hypervolume"], float) and isinstance(metrics["sft"]["hypervolume"], float)
+    assert set(metrics["moodpo"]["responsiveness"]) == set(NAMES)
+    assert json.loads((repo / "models/moodpo_2/moodpo_config.json").read_text())["iteration"] == 2
+
+    params["moodpo"]["iteration_2"]["learning_rate"] = 0.0002
+    write_params(repo, params)
+    proc = run(["dvc", "repro", "moodpo_eval"], cwd=repo)
+    assert sorted(stages_run(proc.stdout)) == ["moodpo@2", "moodpo_eval"]
