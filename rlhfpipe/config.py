@@ -612,10 +612,11 @@ class MoodpoIteration:
     """online DPO steps; each samples two completions per prompt of a batch"""
     batch_size: int = 16
     """prompts per step (moodpo.weights_per_prompt copies of each)"""
-    learning_rate: float = 2e-4
-    """constant AdamW learning rate; a from-scratch policy needs a high one to learn the weights in few steps"""
-    beta: float = 0.1
-    """DPO temperature beta against this iteration's starting policy (Rafailov et al. 2023); typical 0.1"""
+    learning_rate: float = 1e-4
+    """constant AdamW learning rate; 2e-4 with beta 0.1 collapsed the default policy to one-word answers"""
+    beta: float = 0.5
+    """DPO temperature beta against this iteration's starting policy (Rafailov et al. 2023); typical 0.1, higher
+    keeps the policy closer to where the iteration started"""
     seed: int = 0
     """seed of prompt order, weight draws and sampling"""
 
@@ -629,7 +630,7 @@ class MoodpoIteration:
 @dataclass
 class MoodpoConfig:
     objectives: list[MoodpoObjective] = field(default_factory=lambda: [
-        MoodpoObjective("reward_model", -4.0), MoodpoObjective("empathy", -1.0), MoodpoObjective("brevity", 0.0)])
+        MoodpoObjective("reward_model", -6.0), MoodpoObjective("empathy", -1.0), MoodpoObjective("brevity", 0.0)])
     """objectives, in the order the weight instruction names them"""
     alpha: float = 0.3
     """concentration of the symmetric Dirichlet the per-prompt weights are drawn from (1 = uniform on the simplex)"""

@@ -23,3 +23,8 @@ def test_each_term_becomes_a_named_function_scoring_the_completion_text():
     # plain-text completions (a prompt given as a string) are scored as they are
     assert functions[0](prompts=["hi"], completions=["one two"]) == pytest.approx([1.0 - 2 / 40])
     assert isinstance(registry.score("brevity", prompts, ["a"]), torch.Tensor)
+
+
+def test_brevity_gives_nothing_for_an_empty_response():
+    scores = RewardRegistry().score("brevity", [[]] * 4, ["", "   ", "one", "w " * 50])
+    assert scores.tolist() == pytest.approx([0.0, 0.0, 1.0 - 1 / 40, 0.0])

@@ -14,12 +14,14 @@ from rlhfpipe.config import CohesionWeights, RewardTerm
 from rlhfpipe.errors import PipelineError
 
 BREVITY_WORDS = 40
-"""responses of this many words or more get brevity 0; an empty one gets 1"""
+"""responses of this many words or more get brevity 0"""
 
 
 def brevity(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
-    """1 - min(words, 40) / 40: pulls against rewards that favour saying more."""
-    return torch.tensor([1.0 - min(len(r.split()), BREVITY_WORDS) / BREVITY_WORDS for r in responses])
+    """1 - min(words, 40) / 40: pulls against rewards that favour saying more. A response with no words
+    gets 0, not 1: saying nothing is not a brief answer, and with 1 MOODPO collapsed to empty responses."""
+    words = [len(r.split()) for r in responses]
+    return torch.tensor([1.0 - min(n, BREVITY_WORDS) / BREVITY_WORDS if n else 0.0 for n in words])
 
 
 def empathy(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
