@@ -8,7 +8,6 @@ cohesion reward scores that whole window, so a child turn that the teacher can p
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import dataclass
@@ -20,9 +19,8 @@ from rlhfpipe.config import CohesionWeights, DialogueConfig, PPOConfig, RewardTe
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.generation import decode, encode_prompts, generate_texts, sample
 from rlhfpipe.io import read_jsonl
-from rlhfpipe.modeling import disable_dropout, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config
+from rlhfpipe.modeling import load_causal_lm, load_tokenizer
 from rlhfpipe.rewards.cohesion import INDEX_KEYS, cohesion_indices, cohesion_rewards, tokenize
-from rlhfpipe.training.ppo import PPOModels, ValueHead
 
 CHILD_ROLE = "user"
 """the speaker the child plays; the teacher plays the other one"""
@@ -163,24 +161,3 @@ def load_teacher(cfg: DialogueConfig, sft_dir: str, device) -> Teacher:
     model = load_causal_lm(path, tokenizer, key=key).to(device)
     return Teacher(model, tokenizer, temperature=cfg.teacher_temperature, max_new_tokens=cfg.teacher_max_new_tokens,
                    seed=cfg.seed)
-
-
-def child_ppo_models(cfg: PPOConfig, child_dir: str, tokenizer, device) -> PPOModels:
-    """Policy, frozen reference and value model, all from the child SFT checkpoint (there is no reward
-    model to start a separate value model from, so ``separate`` reuses the child's backbone)."""
-    policy = load_causal_lm(child_dir, tokenizer)
-    disable_dropout(policy)
-    ref_policy = None
-    if cfg.lora.enabled:
-        from peft import get_peft_model
-
-        policy = get_peft_model(policy, peft_config(cfg.lora, "CAUSAL_LM"))
-    else:
-        ref_policy = copy.deepcopy(policy).eval().requires_grad_(False).to(device)
-    if cfg.value_model == "head":
-        value_model = ValueHead(policy.config.hidden_size)
-    else:
-        value_model = load_sequence_classifier(child_dir, tokenizer)
-        disable_dropout(value_model)
-    return PPOModels(policy=policy.to(device), ref_policy=ref_policy, value_model=value_model.to(device),
-                     lora=cfg.lora.enabled)

@@ -16,12 +16,12 @@ import torch
 
 from rlhfpipe.cli import run_stage, usage
 from rlhfpipe.config import load_section
-from rlhfpipe.dialogue import DialogueReward, as_prompt, child_ppo_models, load_teacher, read_windows
+from rlhfpipe.dialogue import DialogueReward, as_prompt, load_teacher, read_windows
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.generation import decode, encode_prompts, sample
 from rlhfpipe.modeling import load_tokenizer
 from rlhfpipe.rewards.registry import RewardRegistry
-from rlhfpipe.training.ppo import forward_policy, response_values
+from rlhfpipe.training.ppo import build_models, forward_policy, response_values
 
 DEFAULTS = ["models/child_sft", "models/sft", "data/prepared"]
 
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> None:
         tokenizer = load_tokenizer(child_dir)
         expect(tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id,
                f"{child_dir}: the tokenizer needs a pad token distinct from EOS")
-        models = child_ppo_models(ppo, child_dir, tokenizer, torch.device("cpu"))
+        models = build_models(ppo, child_dir, child_dir, tokenizer, torch.device("cpu"))
     with step("teacher"):
         teacher = load_teacher(cfg, sft_dir, torch.device("cpu"))
     print(f"ok: child {child_dir} and teacher {cfg.teacher or sft_dir} loaded")

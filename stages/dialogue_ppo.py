@@ -8,12 +8,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
-from rlhfpipe.dialogue import DialogueReward, as_prompt, child_ppo_models, child_turns, load_teacher, read_windows, score_windows  # noqa: E402
+from rlhfpipe.dialogue import DialogueReward, as_prompt, child_turns, load_teacher, read_windows, score_windows  # noqa: E402
 from rlhfpipe.io import atomic_path, write_json, write_jsonl  # noqa: E402
 from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
 from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
 from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live  # noqa: E402
-from rlhfpipe.training.ppo import checkpoint_interval, run_config, train_ppo  # noqa: E402
+from rlhfpipe.training.ppo import build_models, checkpoint_interval, run_config, train_ppo  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
@@ -28,7 +28,8 @@ def main(argv: list[str]) -> None:
     ppo = cfg.ppo_for(len(train))
     tokenizer = load_tokenizer(child_dir)
     teacher = load_teacher(cfg, sft_dir, device)
-    models = child_ppo_models(ppo, child_dir, tokenizer, device)
+    # no reward model to start a separate value model from: value_model separate reuses the child's backbone
+    models = build_models(ppo, child_dir, child_dir, tokenizer, device)
 
     def evaluate(policy) -> tuple[dict, list[dict]]:  # same windows, same seeds for every policy
         turns = child_turns(policy, tokenizer, held_out, batch_size=ppo.batch_size, max_new_tokens=ppo.max_new_tokens,

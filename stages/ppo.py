@@ -1,6 +1,5 @@
 """Stage ppo: tune the SFT policy with our PPO against the registry rewards (reward model by default)."""
 
-import copy
 import sys
 from pathlib import Path
 
@@ -10,33 +9,12 @@ from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
-from rlhfpipe.modeling import disable_dropout, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model  # noqa: E402
+from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
 from rlhfpipe.plots import training_panels  # noqa: E402
 from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
 from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
 from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live  # noqa: E402
-from rlhfpipe.training.ppo import PPOModels, ValueHead, run_config, train_ppo  # noqa: E402
-
-
-def build_models(cfg, sft_dir: str, reward_dir: str, tokenizer, device) -> PPOModels:
-    policy = load_causal_lm(sft_dir, tokenizer)
-    disable_dropout(policy)
-    ref_policy = None
-    if cfg.lora.enabled:
-        from peft import get_peft_model
-
-        policy = get_peft_model(policy, peft_config(cfg.lora, "CAUSAL_LM"))
-    else:
-        ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)
-    if cfg.value_model == "head":
-        value_model = ValueHead(policy.config.hidden_size)
-    else:
-        value_model = load_sequence_classifier(reward_dir, tokenizer)
-        disable_dropout(value_model)
-    for model in (policy, ref_policy, value_model):
-        if model is not None:
-            model.to(device)
-    return PPOModels(policy=policy, ref_policy=ref_policy, value_model=value_model, lora=cfg.lora.enabled)
+from rlhfpipe.training.ppo import build_models, run_config, train_ppo  # noqa: E402
 
 
 def main(argv: list[str]) -> None:

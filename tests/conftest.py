@@ -1,7 +1,10 @@
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +86,26 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1200) -> s
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def repro_until(repo: Path, ready, log: Path, *targets: str, timeout: float = 900) -> str:
+    """Start ``dvc repro [targets]``; SIGKILL its whole process group as soon as ``ready()`` holds. Its output."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(["dvc", "repro", *targets], cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        deadline = time.monotonic() + timeout
+        try:
+            while not ready():
+                assert proc.poll() is None, f"dvc repro ended before the checkpoint appeared:\n{log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "no checkpoint in time"
+                time.sleep(0.1)
+        finally:
+            # also when waiting failed, so that no stage outlives the test; the group may be gone already
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return log.read_text()
 
 
 def stage(name: str, *args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:

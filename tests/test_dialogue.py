@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, copy_repo, run, tiny_params, write_params
+from conftest import REPO, copy_repo, repro_until, run, tiny_params, write_params
 from rlhfpipe.config import CohesionWeights, DialogueConfig, ParamError, RewardTerm, load_section
 from rlhfpipe.dialogue import DialogueReward, Teacher, as_prompt, content_seed, read_windows, speaker_turns
 from rlhfpipe.errors import PipelineError
@@ -276,31 +273,13 @@ def test_stages_stop_in_one_line_and_write_nothing(tiny, tmp_path, script, args,
 
 
 # --- kill and resume through dvc repro ------------------------------------------------------------
-def repro_until(repo: Path, ready, log: Path, timeout: float = 600) -> str:
-    """Start ``dvc repro dialogue_ppo``; SIGKILL its process group once ``ready()`` holds. Its output."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(["dvc", "repro", "dialogue_ppo"], cwd=repo, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        try:
-            while not ready():
-                assert proc.poll() is None, f"dvc repro ended before the checkpoint appeared:\n{log.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, "no checkpoint in time"
-                time.sleep(0.1)
-        finally:  # also when waiting failed, so that no stage outlives the test
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return log.read_text()
-
-
 @pytest.mark.slow
 def test_killed_dialogue_ppo_resumes_from_its_last_checkpoint(tmp_path):
     repo = copy_repo(tmp_path / "repo")
     write_params(repo, tiny_params({"runtime": {"num_threads": 1}}))
     ckpt = repo / "checkpoints/dialogue_ppo/checkpoint"
-    first = repro_until(repo, lambda: (ckpt / "state.json").is_file(), tmp_path / "first.log")
+    first = repro_until(repo, lambda: (ckpt / "state.json").is_file(), tmp_path / "first.log", "dialogue_ppo",
+                        timeout=600)
     assert "Running stage 'dialogue_ppo'" in first
     info = json.loads((ckpt / "training_info.json").read_text())
     assert info["step"] >= 1 and info["episodes"] == info["step"] * 8 and isinstance(info["mean_reward"], float)

@@ -294,7 +294,7 @@ def train_greedy_ppo(root: Path, checkpoints: Path) -> tuple[list[dict], dict]:
     from rlhfpipe.rewards.registry import RewardRegistry
     from rlhfpipe.rewards.reward_model import RewardModel
     from rlhfpipe.training.common import NullLive
-    from stages.ppo import build_models
+    from rlhfpipe.training.ppo import build_models
 
     torch.manual_seed(0)
     # One mini-batch per epoch: with several, one process shuffles the whole rollout into mini-batches while

@@ -80,6 +80,15 @@ def test_grpo_param_reruns_only_grpo_and_downstream(built):
     assert (repo / "metrics/train/grpo/plots/metrics/train/reward.tsv").is_file()
 
 
+def test_reward_param_reruns_reward_and_downstream_only(built):
+    repo, _ = built
+    proc = run(["dvc", "exp", "run", "-S", "reward.margin=0.5"], cwd=repo)
+    ran = set(stages_run(proc.stdout))
+    assert {"reward", "ppo", "grpo", "evaluate@sft", "evaluate@ppo", "evaluate@grpo", "compare", "moodpo@1",
+            "moodpo@2", "moodpo_eval"} <= ran
+    assert not ran & {"corpus", "prepare", "tokenizer", "sft", "preferences", "child_sft", "dialogue_ppo"}
+
+
 def test_bad_param_fails_with_one_line_and_keeps_outputs(built):
     repo, _ = built
     before = (repo / "models/ppo/model.safetensors").read_bytes()

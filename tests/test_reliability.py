@@ -6,24 +6,19 @@ SIGKILL resumes under ``dvc repro`` to the result of an uninterrupted run. Pickl
 refused unless ``model.allow_pickle``; outputs hold no absolute paths.
 """
 
-import contextlib
 import csv
 import hashlib
 import json
-import os
 import re
 import runpy
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, SHARED_DATA, copy_repo, run, tiny_params, write_params
+from conftest import REPO, SHARED_DATA, copy_repo, repro_until, run, tiny_params, write_params
 
 FIXTURES = REPO / "tests" / "fixtures" / "formats"
 
@@ -422,26 +417,6 @@ def test_resumed_curves_equal_uninterrupted_ones():
 def lock_outs(repo: Path) -> dict[str, str]:
     lock = yaml.safe_load((repo / "dvc.lock").read_text()) if (repo / "dvc.lock").exists() else {"stages": {}}
     return {f"{name}:{o['path']}": o["md5"] for name, s in lock["stages"].items() for o in s.get("outs", [])}
-
-
-def repro_until(repo: Path, ready, log: Path, timeout: float = 900) -> str:
-    """Start ``dvc repro``; SIGKILL its whole process group as soon as ``ready()`` holds. Its output."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        deadline = time.monotonic() + timeout
-        try:
-            while not ready():
-                assert proc.poll() is None, f"dvc repro ended before the checkpoint appeared:\n{log.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, "no checkpoint in time"
-                time.sleep(0.1)
-        finally:
-            # also when waiting failed, so that no stage outlives the test; the group may be gone already
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return log.read_text()
 
 
 def trainer_checkpoint(repo: Path, stage: str, min_step: int):

@@ -8,6 +8,7 @@ last token, the rollout temperature reused for every log-prob, advantages whiten
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from rlhfpipe import distributed
 from rlhfpipe.config import ParamError, PPOConfig, as_dict
 from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
+from rlhfpipe.modeling import disable_dropout, load_causal_lm, load_sequence_classifier, peft_config
 from rlhfpipe.ppo_math import (
     AdaptiveKLController,
     FixedKLController,
@@ -62,6 +64,30 @@ class PPOModels:
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         params = [p for p in self.policy.parameters() if p.requires_grad]
         return params + [p for p in self.value_model.parameters() if p.requires_grad]
+
+
+def build_models(cfg: PPOConfig, policy_dir: str, value_dir: str, tokenizer, device) -> PPOModels:
+    """The policy from ``policy_dir`` with dropout off; its reference, a frozen copy (with LoRA: the base with
+    the adapter disabled, so no second copy); the value model, a head on the policy (``value_model: head``)
+    or a sequence classifier started from ``value_dir`` (the reward model, in the ppo stage)."""
+    policy = load_causal_lm(policy_dir, tokenizer)
+    disable_dropout(policy)
+    ref_policy = None
+    if cfg.lora.enabled:
+        from peft import get_peft_model
+
+        policy = get_peft_model(policy, peft_config(cfg.lora, "CAUSAL_LM"))
+    else:
+        ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)
+    if cfg.value_model == "head":
+        value_model = ValueHead(policy.config.hidden_size)
+    else:
+        value_model = load_sequence_classifier(value_dir, tokenizer)
+        disable_dropout(value_model)
+    for model in (policy, ref_policy, value_model):
+        if model is not None:
+            model.to(device)
+    return PPOModels(policy=policy, ref_policy=ref_policy, value_model=value_model, lora=cfg.lora.enabled)
 
 
 @dataclass
