@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from rlhfpipe.config import CohesionWeights, DialogueConfig, PPOConfig, RewardTerm
+from rlhfpipe.config import CohesionWeights, DialogueConfig, RewardTerm
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.generation import decode, encode_prompts, generate_texts, sample
 from rlhfpipe.io import read_jsonl
