@@ -537,8 +537,9 @@ class DialogueConfig:
     """supervised training of the child on the dialogue turns it will write"""
     teacher: str = ""
     """the partner model: empty = the main SFT policy (models/sft); else a local path or hub id"""
-    teacher_temperature: float = 0.7
-    """sampling temperature of the teacher's turns (0 = greedy)"""
+    teacher_temperature: float = 0.0
+    """sampling temperature of the teacher's turns; 0 = greedy, which makes the cohesion reward a
+    function of the child's turn alone (a sampled teacher adds noise as large as the learnable signal)"""
     teacher_max_new_tokens: int = 24
     """longest teacher turn"""
     min_words: int = 20

@@ -98,16 +98,22 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
     return volume
 
 
-def responsiveness(grid: np.ndarray, means: np.ndarray, names: list[str]) -> dict:
+def responsiveness(grid: np.ndarray, scores: np.ndarray, names: list[str], samples: int = 1000, seed: int = 0) -> dict:
     """Per objective: the mean score over grid vectors giving it its highest weight, and its lowest.
 
-    ``grid`` (G, K) weight vectors and ``means`` (G, K) mean scores of the responses generated under
-    each; the policy responds to objective k when ``high > low``.
+    ``grid`` (G, K) weight vectors and ``scores`` (G, N, K): each objective's score of the responses to
+    the same N prompts (same seed) generated under each vector. The policy responds to objective k when
+    ``high > low``; ``difference_ci95`` is a paired bootstrap interval of high - low over the prompts,
+    and ``significant`` says whether it lies above 0, i.e. whether the response is more than sampling noise.
     """
+    from rlhfpipe.evaluation import bootstrap_ci
+
     out = {}
     for k, name in enumerate(names):
-        high = grid[:, k] == grid[:, k].max()
-        low = grid[:, k] == grid[:, k].min()
-        h, lo = float(means[high, k].mean()), float(means[low, k].mean())
-        out[name] = {"high": round(h, 5), "low": round(lo, 5), "responds": bool(h > lo)}
+        high = scores[grid[:, k] == grid[:, k].max(), :, k].mean(0)  # (N,) per prompt
+        low = scores[grid[:, k] == grid[:, k].min(), :, k].mean(0)
+        lo_ci, hi_ci = bootstrap_ci(high - low, samples, seed)
+        h, lo = float(high.mean()), float(low.mean())
+        out[name] = {"high": round(h, 5), "low": round(lo, 5), "responds": bool(h > lo),
+                     "difference_ci95": [round(lo_ci, 5), round(hi_ci, 5)], "significant": bool(lo_ci > 0)}
     return out

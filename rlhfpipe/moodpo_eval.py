@@ -22,17 +22,16 @@ def grid_key(weights: list[float]) -> str:
     return "w" + "_".join(str(round(w * 10)) for w in weights)
 
 
-def grid_means(policy, tokenizer, registry, names: list[str], prompts: list[list[dict]],
-               cfg: MoodpoEvalConfig) -> np.ndarray:
-    """(G, K) mean score of each objective over the responses generated under each grid vector."""
-    means = []
+def grid_scores(policy, tokenizer, registry, names: list[str], prompts: list[list[dict]],
+                cfg: MoodpoEvalConfig) -> np.ndarray:
+    """(G, N, K) score of each objective for the response to each prompt under each grid vector."""
+    scores = []
     for weights in cfg.grid:
         texts = generate_texts(policy, tokenizer, [with_instruction(p, names, weights) for p in prompts],
                                batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                                temperature=cfg.temperature, seed=cfg.seed)
-        scores = torch.stack([registry.score(n, prompts, texts) for n in names], dim=1)  # (N, K)
-        means.append(scores.mean(0).tolist())
-    return np.array(means)
+        scores.append(torch.stack([registry.score(n, prompts, texts) for n in names], dim=1).numpy())
+    return np.stack(scores)
 
 
 def evaluate_grid(policies: dict, tokenizer, registry, objectives: list[MoodpoObjective], rows: list[dict],
@@ -45,11 +44,13 @@ def evaluate_grid(policies: dict, tokenizer, registry, objectives: list[MoodpoOb
     metrics = {"prompts": len(prompts), "hv_reference": dict(zip(names, reference.tolist()))}
     pareto = {}
     for name, policy in policies.items():
-        means = grid_means(policy, tokenizer, registry, names, prompts, cfg)
-        checks = responsiveness(grid, means, names)
+        scores = grid_scores(policy, tokenizer, registry, names, prompts, cfg)
+        means = scores.mean(1)
+        checks = responsiveness(grid, scores, names, seed=cfg.seed)
         metrics[name] = {
             "hypervolume": round(hypervolume(means, reference), 5),
             "responds_to_every_weight": all(c["responds"] for c in checks.values()),
+            "significant_for_every_weight": all(c["significant"] for c in checks.values()),
             "responsiveness": checks,
             "by_weights": {grid_key(w): dict(zip(names, np.round(m, 5).tolist())) for w, m in zip(cfg.grid, means)},
         }

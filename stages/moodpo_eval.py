@@ -37,7 +37,8 @@ def main(argv: list[str]) -> None:
                 writer.writerows(rows_out)
     write_json(metrics_path, metrics)
     for policy in policies:
-        checks = ", ".join(f"{k} {v['high']:.3f}>{v['low']:.3f}={v['responds']}"
+        checks = ", ".join(f"{k} {v['high']:.3f}>{v['low']:.3f}={v['responds']} (95% CI of the difference "
+                           f"{v['difference_ci95'][0]:+.3f}..{v['difference_ci95'][1]:+.3f})"
                            for k, v in metrics[policy]["responsiveness"].items())
         print(f"moodpo_eval {policy}: hypervolume {metrics[policy]['hypervolume']:.4f}; {checks}")
 

@@ -97,3 +97,18 @@ def test_first_minibatch_has_zero_kl_and_unit_ratio(tokenizer, policy):
     _, stats = policy_loss(new, old, torch.randn_like(new), response_mask.float(), 0.2)
     assert abs(stats["ratio"].item() - 1.0) < 1e-4
     assert stats["clipfrac"].item() == 0.0
+
+
+def test_sample_from_matches_the_distribution_and_never_draws_a_zero_probability_token():
+    from rlhfpipe.generation import sample_from
+
+    probs = torch.tensor([[0.0, 0.5, 0.2, 0.3, 0.0]]).repeat(20000, 1)
+    draws = sample_from(probs, torch.Generator().manual_seed(0))
+    counts = torch.bincount(draws, minlength=5).float() / len(draws)
+    assert counts[0] == 0 and counts[4] == 0
+    assert torch.allclose(counts, probs[0], atol=0.015)
+    again = sample_from(probs, torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
+    one_hot = torch.zeros(3, 7)
+    one_hot[torch.arange(3), torch.tensor([6, 0, 3])] = 1.0
+    assert sample_from(one_hot, torch.Generator().manual_seed(1)).tolist() == [6, 0, 3]

@@ -63,8 +63,21 @@ def test_hypervolume():
 def test_responsiveness_compares_highest_and_lowest_weight():
     grid = np.array([[0.8, 0.2], [0.2, 0.8], [0.5, 0.5]])
     means = np.array([[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]])  # the middle vector counts for neither
-    checks = responsiveness(grid, means, ["a", "b"])
-    assert checks["a"] == {"high": 1.0, "low": 0.0, "responds": True} and checks["b"]["responds"]
+    scores = np.repeat(means[:, None, :], 4, axis=1)  # four prompts, each scored as the mean
+    checks = responsiveness(grid, scores, ["a", "b"])
+    assert checks["a"] == {"high": 1.0, "low": 0.0, "responds": True, "difference_ci95": [1.0, 1.0],
+                           "significant": True}
+    assert checks["b"]["responds"] and checks["b"]["significant"]
+
+
+def test_responsiveness_flags_a_noise_level_difference_as_not_significant():
+    grid = np.array([[0.8, 0.2], [0.2, 0.8]])
+    # per prompt, high - low for objective a: +1, -1, +1, -0.9 -> mean +0.025 > 0, interval spans 0
+    a_high, a_low = np.array([1.0, 0.0, 1.0, 0.0]), np.array([0.0, 1.0, 0.0, 0.9])
+    scores = np.stack([np.stack([a_high, np.zeros(4)], 1), np.stack([a_low, np.zeros(4)], 1)])
+    check = responsiveness(grid, scores, ["a", "b"])["a"]
+    assert check["responds"] and not check["significant"]
+    assert check["difference_ci95"][0] < 0 < check["difference_ci95"][1]
 
 
 def test_weighted_prompts_repeat_each_prompt_with_its_own_weights():

@@ -252,9 +252,12 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
         context_length = queries.shape[1]
         gen = sample(models.policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens,
                      temperature=cfg.temperature, eos_token_id=eos_id, pad_token_id=pad_id, generator=generator)
-        # 2. truncate after the first EOS; the mask keeps the EOS itself
+        # 2. truncate after the first EOS; the mask keeps the EOS itself. Columns past the longest response
+        # hold only padding: dropping them saves every later forward and backward their cost.
         responses, mask = truncate_after_eos(gen.responses, eos_id, pad_id)
-        logprobs = gen.logprobs * mask
+        width = max(1, int(mask.sum(1).max()))
+        responses, mask = responses[:, :width], mask[:, :width]
+        logprobs = gen.logprobs[:, :width] * mask
         input_ids = torch.cat([queries, responses], dim=1)
         attention_mask = torch.cat([query_mask, mask], dim=1)
         texts = decode(tokenizer, responses)
