@@ -9,6 +9,7 @@ from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
 from rlhfpipe.dialogue import DialogueReward, as_prompt, child_turns, load_teacher, read_windows, score_windows  # noqa: E402
+from rlhfpipe.evaluation import bootstrap_ci  # noqa: E402
 from rlhfpipe.io import atomic_path, write_json, write_jsonl  # noqa: E402
 from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
 from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
@@ -53,15 +54,18 @@ def main(argv: list[str]) -> None:
         write_json(tmp / "ppo_config.json", run_config(ppo))
     write_jsonl(samples_path, [{"dialogue_id": w.dialogue_id, "context": w.context, "reference": w.reference,
                                 "before": b, "after": a} for w, b, a in zip(held_out, before_rows, after_rows)])
+    gain = [a["cohesion"] - b["cohesion"] for a, b in zip(after_rows, before_rows)]
+    gain_ci95 = [round(x, 6) for x in bootstrap_ci(gain, 1000, cfg.seed)]  # paired: same windows, same seeds
     write_json(metrics_path, {
-        "cohesion_before": before["cohesion"], "cohesion_after": after["cohesion"],
+        "cohesion_before": before["cohesion"], "cohesion_after": after["cohesion"], "cohesion_gain_ci95": gain_ci95,
         "cohesion_reference": reference["cohesion"], "before": before, "after": after, "reference": reference,
         "train_windows": len(train), "train_dialogues": train_dialogues, "eval_windows": len(held_out),
         "num_updates": ppo.num_updates, "episodes": ppo.total_episodes, "checkpoint_interval": checkpoint_interval(ppo),
         "final_score": state.history[-1]["objective/score"], "final_kl": state.history[-1]["objective/kl"]})
     clear_checkpoints("dialogue_ppo")
     print(f"dialogue_ppo: {ppo.num_updates} updates on {len(train)} windows, held-out cohesion "
-          f"{before['cohesion']:.4f} -> {after['cohesion']:.4f} (reference turns {reference['cohesion']:.4f})")
+          f"{before['cohesion']:.4f} -> {after['cohesion']:.4f} (gain 95% CI {gain_ci95[0]:+.4f}..{gain_ci95[1]:+.4f}; "
+          f"reference turns {reference['cohesion']:.4f})")
 
 
 if __name__ == "__main__":
