@@ -6,7 +6,7 @@ from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from rlhfpipe.config import ModelConfig
 from rlhfpipe.data.corpus import generate_corpus
-from rlhfpipe.generation import encode_prompts, sample
+from rlhfpipe.generation import encode_prompts, sample, sample_from
 from rlhfpipe.modeling import build_causal_lm, train_tokenizer
 from rlhfpipe.ppo_math import kl_estimate, logprobs_from_logits, masked_mean, policy_loss, truncate_after_eos
 from rlhfpipe.rewards.reward_model import encode_conversations, last_token_index, sequence_scores
@@ -100,8 +100,6 @@ def test_first_minibatch_has_zero_kl_and_unit_ratio(tokenizer, policy):
 
 
 def test_sample_from_matches_the_distribution_and_never_draws_a_zero_probability_token():
-    from rlhfpipe.generation import sample_from
-
     probs = torch.tensor([[0.0, 0.5, 0.2, 0.3, 0.0]]).repeat(20000, 1)
     draws = sample_from(probs, torch.Generator().manual_seed(0))
     counts = torch.bincount(draws, minlength=5).float() / len(draws)
