@@ -101,6 +101,25 @@ def summarize(rows: list[dict]) -> bool:
         if len({json.dumps(r["fingerprints"], sort_keys=True) for r in group}) != 1:
             print(f"warning: {size}: runs started from different weights/prompts/tokenizer (fingerprints differ)")
             ok = False
+    flop_rows = [r for r in rows if r["variant"] == "ours" and "machine_matmul_gflops" in r]
+    if flop_rows:
+        print("\nours against the machine (medians): model GFLOP/s over the run and over the training passes, "
+              "the fp32 matmul GFLOP/s measured in the same process, and the episodes/s ours would reach if its "
+              "training passes ran at that rate and everything else took no time:")
+        print("| size | threads | episodes | GFLOP/s run | GFLOP/s training passes | machine matmul GFLOP/s | "
+              "episodes/s ceiling | ceiling/stock |")
+        print("|---|---|---|---|---|---|---|---|")
+        for group_key in sorted({key(r) for r in flop_rows}):
+            _, size, threads, episodes = group_key
+            group = [r for r in flop_rows if key(r) == group_key]
+            med = lambda f: statistics.median(f(r) for r in group)  # noqa: E731
+            peak = med(lambda r: r["machine_matmul_gflops"])
+            train_gflop = med(lambda r: r["model_gflop"]["train_forward"] + r["model_gflop"]["backward"])
+            ceiling = episodes / (train_gflop / peak)
+            stock = [r["episodes_per_s"] for r in rows if key(r) == group_key and r["variant"] == "stock"]
+            vs_stock = f"{ceiling / statistics.median(stock):.2f}x" if stock else "-"
+            print(f"| {size} | {threads} | {episodes} | {med(lambda r: r['achieved_gflops']):.1f} | "
+                  f"{med(lambda r: r['achieved_gflops_train_passes']):.1f} | {peak:.1f} | {ceiling:.2f} | {vs_stock} |")
     sizes = ", ".join(s for s in DEFAULT_ROUNDS if any(r["size"] == s for r in rows))
     print(f"targets (ours >= {TARGET_VS_STOCK}x stock and >= {TARGET_VS_GC_FREEZE}x gc-freeze) on {sizes}: "
           f"{'met' if ok else 'NOT met'}")

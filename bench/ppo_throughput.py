@@ -5,7 +5,9 @@
 reward / value weights and its PPOConfig. This script builds our trainer from exactly those files and
 settings, times ``train_ppo()`` alone (as the anchor times ``trainer.train()`` alone) and prints one
 JSON line shaped like the anchor's (size, variant="ours", episodes/s, generated tokens/s, peak RSS,
-phase times, fingerprints of the starting state, settings, versions).
+phase times and shares, fingerprints of the starting state, settings, versions), plus the model FLOPs
+of the run (``rlhfpipe.flops``, counted from the shapes each phase saw), the GFLOP/s they make, and the
+machine's fp32 matmul GFLOP/s measured in the same process right after: the physical limit.
 
     .venv/bin/python bench/ppo_throughput.py bench/out/artifacts/tiny --size tiny [--results-file F]
 
@@ -50,6 +52,7 @@ import rlhfpipe.rewards.reward_model as reward_model_module  # noqa: E402
 import rlhfpipe.training.ppo as ppo_module  # noqa: E402
 from rlhfpipe.cli import setup_runtime  # noqa: E402
 from rlhfpipe.config import PPOConfig, RewardTerm, load_section  # noqa: E402
+from rlhfpipe.flops import DecoderShape, forward_flops, matmul_gflops, sampling_flops  # noqa: E402
 from rlhfpipe.generation import encode_prompts  # noqa: E402
 from rlhfpipe.modeling import disable_dropout, load_causal_lm, load_sequence_classifier, load_tokenizer  # noqa: E402
 from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
@@ -65,6 +68,9 @@ SIZES = {
 }
 PHASES = ["generation", "ref_forward", "value_reward_forward", "reward_text", "train_forward", "backward",
           "grad_clip", "optimizer_step", "gc"]
+SHARES = {"generation": ["generation"], "forward": ["ref_forward", "value_reward_forward", "train_forward"],
+          "backward": ["backward"], "optimizer": ["grad_clip", "optimizer_step"]}
+"""the issue's coarse shares of a run; "other" is the rest (reward text, gc, Python between phases)"""
 
 
 def ppo_config_from_anchor(anchor: dict, episodes: int | None) -> PPOConfig:
@@ -148,6 +154,7 @@ class PhaseStats:
     def __init__(self, eos_id: int):
         self.eos_id = eos_id
         self.seconds: dict[str, float] = {}
+        self.flops: dict[str, int] = {}
         self.calls: dict[str, int] = {}
         self.generated_positions = 0  # batch x positions generated until every row stopped (the anchor's count)
         self.tokens_until_eos = 0
@@ -158,6 +165,9 @@ class PhaseStats:
     def add(self, phase: str, dt: float) -> None:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + dt
         self.calls[phase] = self.calls.get(phase, 0) + 1
+
+    def add_flops(self, phase: str, flops: int) -> None:
+        self.flops[phase] = self.flops.get(phase, 0) + flops
 
     def timed(self, phase, fn):
         def wrapper(*a, **k):
@@ -176,19 +186,23 @@ class PhaseStats:
         if t0 is not None:
             self.add(phase, time.perf_counter() - t0)
 
-    def count_generation(self, responses: torch.Tensor) -> None:
+    def count_generation(self, responses: torch.Tensor) -> int:
+        """Tally one sampled batch; returns the positions sampling stepped through."""
         b, length = responses.shape
         is_eos = responses == self.eos_id
         has = is_eos.any(dim=1)
         until_eos = torch.where(has, is_eos.float().argmax(dim=1) + 1, torch.full((b,), length))
-        self.generated_positions += b * int(until_eos.max())
+        steps = int(until_eos.max())
+        self.generated_positions += b * steps
         self.tokens_until_eos += int(until_eos.sum())
         self.sequences += b
         self.sequences_with_eos += int(has.sum())
+        return steps
 
 
-def install_probes(stats: PhaseStats):
-    """Wrap the trainer's phases; returns a function that undoes every wrap."""
+def install_probes(stats: PhaseStats, shapes: dict[str, DecoderShape]):
+    """Wrap the trainer's phases, timing them and counting their FLOPs with ``shapes`` (policy, value,
+    reward); returns a function that undoes every wrap."""
     undo = []
 
     def patch(owner, name, wrapper):
@@ -201,17 +215,33 @@ def install_probes(stats: PhaseStats):
             t0 = time.perf_counter()
             gen = original(*a, **k)
             stats.add("generation", time.perf_counter() - t0)
-            stats.count_generation(gen.responses)
+            steps = stats.count_generation(gen.responses)
+            batch, prompt_length = a[1].shape
+            stats.add_flops("generation", sampling_flops(shapes["policy"], batch, prompt_length, steps))
             return gen
         return sample
 
-    grad_phase = lambda rollout, train: lambda: train if torch.is_grad_enabled() else rollout  # noqa: E731
+    def counted(model: str, rollout: str, head_all: bool):
+        """Count a full-sequence forward of ``model`` on args[1] (input_ids): in the training phase when
+        gradients are on (its backward then costs twice as much), else in ``rollout``."""
+        def wrapper(original):
+            def call(*a, **k):
+                train = torch.is_grad_enabled()
+                batch, length = a[1].shape
+                flops = forward_flops(shapes[model], batch, length, length, length if head_all else 1)
+                stats.add_flops("train_forward" if train else rollout, flops)
+                if train:
+                    stats.add_flops("backward", 2 * flops)
+                return stats.timed("train_forward" if train else rollout, original)(*a, **k)
+            return call
+        return wrapper
+
     patch(ppo_module, "sample", sample_wrapper)
-    patch(ppo_module, "forward_policy", lambda f: stats.timed(grad_phase("ref_forward", "train_forward"), f))
-    patch(ppo_module, "response_values", lambda f: stats.timed(grad_phase("value_reward_forward", "train_forward"), f))
+    patch(ppo_module, "forward_policy", counted("policy", "ref_forward", head_all=True))
+    patch(ppo_module, "response_values", counted("value", "value_reward_forward", head_all=True))
     patch(ppo_module, "decode", lambda f: stats.timed("reward_text", f))
     patch(reward_model_module, "encode_conversations", lambda f: stats.timed("reward_text", f))
-    patch(reward_model_module, "sequence_scores", lambda f: stats.timed("value_reward_forward", f))
+    patch(reward_model_module, "sequence_scores", counted("reward", "value_reward_forward", head_all=False))
     patch(torch.Tensor, "backward", lambda f: stats.timed("backward", f))
     patch(torch.nn.utils, "clip_grad_norm_", lambda f: stats.timed("grad_clip", f))
     hooks = [register_optimizer_step_pre_hook(lambda *a: stats.start("optimizer_step")),
@@ -235,6 +265,27 @@ def phase_breakdown(stats: PhaseStats, train_s: float) -> dict:
     out = {k: round(stats.seconds.get(k, 0.0), 3) for k in PHASES}
     out["other"] = round(train_s - sum(stats.seconds.get(k, 0.0) for k in PHASES), 3)
     return out
+
+
+def phase_shares(stats: PhaseStats, train_s: float) -> dict:
+    shares = {name: sum(stats.seconds.get(p, 0.0) for p in phases) / train_s for name, phases in SHARES.items()}
+    shares["other"] = 1.0 - sum(shares.values())
+    return {k: round(v, 3) for k, v in shares.items()}
+
+
+def flop_rates(stats: PhaseStats, train_s: float, num_threads: int) -> dict:
+    """Model GFLOP per phase, the rate over the whole run and over the training passes, and the
+    machine's matmul rate: how far each is from the physical limit."""
+    gflop = {k: round(v / 1e9, 2) for k, v in sorted(stats.flops.items())}
+    total = sum(stats.flops.values())
+    train_s_fb = stats.seconds.get("train_forward", 0.0) + stats.seconds.get("backward", 0.0)
+    train_flops = stats.flops.get("train_forward", 0) + stats.flops.get("backward", 0)
+    return dict(
+        model_gflop={**gflop, "total": round(total / 1e9, 2)},
+        achieved_gflops=round(total / train_s / 1e9, 1),
+        achieved_gflops_train_passes=round(train_flops / max(1e-9, train_s_fb) / 1e9, 1),
+        machine_matmul_gflops=round(matmul_gflops(num_threads), 1),
+    )
 
 
 def parse_args(argv=None):
@@ -282,7 +333,9 @@ def main(argv=None) -> dict:
             value_init=sha256_tensors(value_model),
         )
         stats = PhaseStats(tokenizer.eos_token_id)
-        restore = install_probes(stats)
+        shapes = {"policy": DecoderShape.of(policy), "value": DecoderShape.of(value_model),
+                  "reward": DecoderShape.of(reward_model.model)}
+        restore = install_probes(stats, shapes)
         rss_before = psutil.Process().memory_info().rss / 2**20
         construct_s = time.perf_counter() - t_script0
 
@@ -331,6 +384,8 @@ def main(argv=None) -> dict:
         generation_only_tokens_per_s=round(
             stats.generated_positions / max(1e-9, stats.seconds.get("generation", 0.0)), 2),
         phase_s=phase_breakdown(stats, train_s),
+        phase_share=phase_shares(stats, train_s),
+        **flop_rates(stats, train_s, num_threads),
         phase_calls=dict(sorted(stats.calls.items())),
         construct_s=round(construct_s, 3),
         rss_before_train_mb=round(rss_before, 1),
