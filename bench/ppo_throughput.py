@@ -226,13 +226,13 @@ def install_probes(stats: PhaseStats, shapes: dict[str, DecoderShape]):
         gradients are on (its backward then costs twice as much), else in ``rollout``."""
         def wrapper(original):
             def call(*a, **k):
-                train = torch.is_grad_enabled()
+                phase = "train_forward" if torch.is_grad_enabled() else rollout
                 batch, length = a[1].shape
                 flops = forward_flops(shapes[model], batch, length, length, length if head_all else 1)
-                stats.add_flops("train_forward" if train else rollout, flops)
-                if train:
+                stats.add_flops(phase, flops)
+                if phase == "train_forward":
                     stats.add_flops("backward", 2 * flops)
-                return stats.timed("train_forward" if train else rollout, original)(*a, **k)
+                return stats.timed(phase, original)(*a, **k)
             return call
         return wrapper
 

@@ -9,6 +9,7 @@ sizes. A backward pass costs twice its forward.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -60,8 +61,6 @@ def sampling_flops(shape: DecoderShape, batch: int, prompt_length: int, steps: i
 def matmul_gflops(threads: int, size: int = 1024, repeats: int = 10) -> float:
     """The machine's fp32 matmul rate with ``threads`` threads: the best of ``repeats`` square products,
     the physical limit a model's achieved GFLOP/s is read against."""
-    import time
-
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
