@@ -8,9 +8,9 @@ The first anchor run of a size also saves its artifacts (tokenizer, prompts, ini
 settings), from which ``ppo_throughput.py`` starts ours. Every JSON line is appended to the results
 file; a summary table with medians and ratios is printed at the end. Exit status 1 when a target is missed.
 
-    .venv/bin/python bench/compare_ppo.py                       # tiny x3 rounds, small x2 rounds
-    .venv/bin/python bench/compare_ppo.py --sizes tiny --rounds 1 --episodes 32   # smoke run
-    .venv/bin/python bench/compare_ppo.py --summarize bench/results/2025-11-22.jsonl
+    .venv/bin/python -m bench.compare_ppo                       # tiny x3 rounds, small x2 rounds
+    .venv/bin/python -m bench.compare_ppo --sizes tiny --rounds 1 --episodes 32   # smoke run
+    .venv/bin/python -m bench.compare_ppo --summarize bench/results/2025-11-22.jsonl
 
 The anchor runs in its own venv (TRL 0.29.1 cannot share ours), built on first use at bench/.venv-anchor
 by the anchor's run_trl_ppo_anchor.sh. Both sides run with OMP_NUM_THREADS and torch threads set to
@@ -32,9 +32,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from rlhfpipe.config import load_section  # noqa: E402
+from rlhfpipe.config import load_section
 
 TARGET_VS_STOCK = 2.0
 TARGET_VS_GC_FREEZE = 1.25
@@ -70,7 +69,7 @@ def anchor_cmd(args, size: str, variant: str, artifacts: Path | None) -> list[st
 
 
 def ours_cmd(args, size: str, artifacts: Path) -> list[str]:
-    cmd = [sys.executable, str(REPO / "bench" / "ppo_throughput.py"), str(artifacts), "--size", size,
+    cmd = [sys.executable, "-m", "bench.ppo_throughput", str(artifacts), "--size", size,
            "--num-threads", str(args.num_threads)]
     if args.episodes:
         cmd += ["--episodes", str(args.episodes)]

@@ -6,10 +6,10 @@ reward / value weights and its PPOConfig. This script builds our trainer from ex
 settings, times ``train_ppo()`` alone (as the anchor times ``trainer.train()`` alone) and prints one
 JSON line shaped like the anchor's (size, variant="ours", episodes/s, generated tokens/s, peak RSS,
 phase times and shares, fingerprints of the starting state, settings, versions), plus the model FLOPs
-of the run (``rlhfpipe.flops``, counted from the shapes each phase saw), the GFLOP/s they make, and the
+of the run (``bench.flops``, counted from the shapes each phase saw), the GFLOP/s they make, and the
 machine's fp32 matmul GFLOP/s measured in the same process right after: the physical limit.
 
-    .venv/bin/python bench/ppo_throughput.py bench/out/artifacts/tiny --size tiny [--results-file F]
+    .venv/bin/python -m bench.ppo_throughput bench/out/artifacts/tiny --size tiny [--results-file F]
 
 Scoring goes through the normal path: ``RewardRegistry`` with one ``reward_model`` term backed by
 ``RewardModel`` on a directory holding the anchor's raw seq-cls reward model and its tokenizer, so the
@@ -28,7 +28,6 @@ import os
 import platform
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,23 +40,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import psutil  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook  # noqa: E402
+import psutil
+import torch
+import transformers
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-import rlhfpipe.rewards.reward_model as reward_model_module  # noqa: E402
-import rlhfpipe.training.ppo as ppo_module  # noqa: E402
-from rlhfpipe.cli import setup_runtime  # noqa: E402
-from rlhfpipe.config import PPOConfig, RewardTerm, load_section  # noqa: E402
-from rlhfpipe.flops import DecoderShape, forward_flops, matmul_gflops, sampling_flops  # noqa: E402
-from rlhfpipe.generation import encode_prompts  # noqa: E402
-from rlhfpipe.modeling import disable_dropout, load_causal_lm, load_sequence_classifier, load_tokenizer  # noqa: E402
-from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
-from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
-from rlhfpipe.training.ppo import PPOModels, run_config, train_ppo  # noqa: E402
+from bench.flops import DecoderShape, forward_flops, matmul_gflops, sampling_flops
+from rlhfpipe.cli import setup_runtime
+from rlhfpipe.config import PPOConfig, RewardTerm, load_section
+from rlhfpipe.models.generation import encode_prompts
+from rlhfpipe.models.loading import disable_dropout, load_causal_lm, load_sequence_classifier, load_tokenizer
+from rlhfpipe.rewards.registry import RewardRegistry
+import rlhfpipe.rewards.reward_model as reward_model_module
+from rlhfpipe.rewards.reward_model import RewardModel
+from rlhfpipe.training.common import NullLive
+import rlhfpipe.training.ppo as ppo_module
+from rlhfpipe.training.ppo import PPOModels, run_config, train_ppo
 
 transformers.logging.set_verbosity_error()
 
@@ -136,16 +135,6 @@ def sha256_tensors(model) -> str:
         h.update(name.encode())
         h.update(t.detach().contiguous().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-class NullLive:
-    """train_ppo logs through dvclive; a benchmark writes no curves."""
-
-    def log_metric(self, key, value):
-        pass
-
-    def next_step(self):
-        pass
 
 
 class PhaseStats:

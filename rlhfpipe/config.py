@@ -76,6 +76,8 @@ class RewardTerm:
 
 
 REWARD_NAMES = ("reward_model", "empathy", "cohesion", "brevity")
+MODEL_FREE_REWARD_NAMES = tuple(name for name in REWARD_NAMES if name != "reward_model")
+"""the rewards a stage without a reward model (dialogue PPO) can use"""
 
 
 def validate_reward_terms(terms: list[RewardTerm], key: str) -> None:
@@ -115,17 +117,10 @@ class CorpusConfig:
         check(self.n_dialogues >= 10, "n_dialogues", self.n_dialogues, "must be >= 10")
 
 
-DATA_SOURCES = (
-    "multimood", "mesc_csv", "esconv", "esconv_jsonl", "empathetic_dialogues", "counsel_chat",
-    "context_response", "human_assistant", "orca_dpo", "hh_rlhf", "trl_preference", "prompt_csv",
-    "trl_prompt", "switchboard",
-)
-
-
 @dataclass
 class DataConfig:
     source: str = "multimood"
-    """input format, one of DATA_SOURCES"""
+    """input format: a key of rlhfpipe.data.formats.READERS (the reader checks it)"""
     path: str = "data/corpus/corpus.jsonl"
     """local file or directory, or a hub id loaded with datasets.load_dataset"""
     val_fraction: float = 0.05
@@ -146,7 +141,6 @@ class DataConfig:
     """seed of the split"""
 
     def validate(self) -> None:
-        check(self.source in DATA_SOURCES, "source", self.source, f"unknown source; known: {', '.join(DATA_SOURCES)}")
         check(self.path != "", "path", self.path, "must name a file, directory or hub id")
         check(0.0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "must be in (0, 0.5)")
         check(0.0 < self.test_fraction < 0.5, "test_fraction", self.test_fraction, "must be in (0, 0.5)")
@@ -523,7 +517,6 @@ class CohesionWeights:
         check(sum(values.values()) > 0, "weights", values, "at least one weight must be > 0")
 
 
-DIALOGUE_REWARD_NAMES = ("cohesion", "empathy", "brevity")
 
 
 @dataclass
@@ -578,8 +571,8 @@ class DialogueConfig:
               "derived from dialogue.epochs and the number of training windows; leave it out")
         nested("ppo", self.ppo.validate)
         for i, term in enumerate(self.ppo.rewards):
-            check(term.name in DIALOGUE_REWARD_NAMES, f"ppo.rewards[{i}].name", term.name,
-                  f"not available to the dialogue stage; use {', '.join(DIALOGUE_REWARD_NAMES)}")
+            check(term.name in MODEL_FREE_REWARD_NAMES, f"ppo.rewards[{i}].name", term.name,
+                  f"not available to the dialogue stage; use {', '.join(MODEL_FREE_REWARD_NAMES)}")
 
     def ppo_for(self, train_windows: int) -> PPOConfig:
         """The PPO config with total_episodes = num_updates * batch_size for ``train_windows`` windows."""
@@ -599,7 +592,7 @@ class MoodpoObjective:
 
 def validate_weight_vector(weights: list[float], n: int, key: str) -> None:
     """An explicit weight vector: n non-negative multiples of 0.1 (the instruction shows one decimal,
-    rlhfpipe.moodpo.DECIMALS) summing to 1."""
+    rlhfpipe.moodpo.weights.DECIMALS) summing to 1."""
     check(len(weights) == n, key, weights, f"needs {n} weights, one per moodpo.objectives entry")
     for i, w in enumerate(weights):
         check(w >= 0, f"{key}[{i}]", w, "must be >= 0")

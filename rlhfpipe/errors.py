@@ -7,3 +7,9 @@ class PipelineError(Exception):
     The message must name what to fix: the params key (``ppo.cliprange``) or the file and line
     (``data/x.jsonl:12``). Stages print ``error: <message>`` and exit 2; no traceback.
     """
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty): enough to say what failed."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -24,10 +24,8 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.cli import run_stage  # noqa: E402
-from rlhfpipe.errors import PipelineError  # noqa: E402
+from rlhfpipe.cli import run_stage
+from rlhfpipe.errors import PipelineError
 
 # (package, version, file in the tarball, npm integrity): the versions dvc-render 1.0.2 loads from its CDN
 VEGA_PACKAGES = (

@@ -1,17 +1,14 @@
 """Stage child_sft: train the dialogue child (by default a small from-scratch model) on its speaker's turns."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.config import as_dict, load_section  # noqa: E402
-from rlhfpipe.dialogue import read_windows, sft_rows  # noqa: E402
-from rlhfpipe.io import atomic_path, write_json  # noqa: E402
-from rlhfpipe.modeling import adapt_pretrained_tokenizer, load_tokenizer, save_model  # noqa: E402
-from rlhfpipe.training.common import NullLive, file_digest, fingerprint  # noqa: E402
-from rlhfpipe.training.sft import train_sft  # noqa: E402
+from rlhfpipe.cli import run_stage, setup_runtime, usage
+from rlhfpipe.config import as_dict, load_section
+from rlhfpipe.dialogue.windows import read_windows, sft_rows
+from rlhfpipe.io import atomic_path, write_json
+from rlhfpipe.models.loading import adapt_pretrained_tokenizer, load_tokenizer, save_model
+from rlhfpipe.training.common import NullLive, file_digest, fingerprint
+from rlhfpipe.training.sft import train_sft
 
 
 def main(argv: list[str]) -> None:

@@ -3,15 +3,12 @@
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.cli import run_stage, usage  # noqa: E402
-from rlhfpipe.errors import PipelineError  # noqa: E402
-from rlhfpipe.evaluation import paired_win_rate, ranked_markdown, reward_gain_in_sft_std, summary_markdown  # noqa: E402
-from rlhfpipe.io import read_jsonl, write_json, write_text  # noqa: E402
+from rlhfpipe.cli import run_stage, usage
+from rlhfpipe.errors import PipelineError
+from rlhfpipe.evaluation.metrics import paired_win_rate, ranked_markdown, reward_gain_in_sft_std, summary_markdown
+from rlhfpipe.io import read_jsonl, write_json, write_text
 
 TABLE_METRICS = ["reward_mean", "reward_normalized_mean", "reward_gain_sft_std", "win_rate_vs_sft", "empathy_ratio", "rouge_l", "kl_to_sft",
                  "response_words", "distinct_1", "distinct_2", "cohesion"]

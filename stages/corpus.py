@@ -1,14 +1,9 @@
 """Stage corpus: generate the embedded emotional-support corpus (MultiMood/MESC JSONL)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.cli import run_stage, usage  # noqa: E402
-from rlhfpipe.config import load_section  # noqa: E402
-from rlhfpipe.data.corpus import generate_corpus  # noqa: E402
-from rlhfpipe.io import write_jsonl  # noqa: E402
+from rlhfpipe.cli import run_stage, usage
+from rlhfpipe.config import load_section
+from rlhfpipe.data.corpus import generate_corpus
+from rlhfpipe.io import write_jsonl
 
 
 def main(argv: list[str]) -> None:

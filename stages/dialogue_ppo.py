@@ -1,20 +1,17 @@
 """Stage dialogue_ppo: tune the child with our PPO against the cohesion of the windows it writes with the teacher."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe import distributed  # noqa: E402
-from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.config import as_dict, load_section  # noqa: E402
-from rlhfpipe.dialogue import DialogueReward, as_prompt, child_turns, load_teacher, read_windows, score_windows  # noqa: E402
-from rlhfpipe.evaluation import bootstrap_ci  # noqa: E402
-from rlhfpipe.io import atomic_path, write_json, write_jsonl  # noqa: E402
-from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
-from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
-from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live  # noqa: E402
-from rlhfpipe.training.ppo import build_models, checkpoint_interval, run_config, train_ppo  # noqa: E402
+from rlhfpipe import distributed
+from rlhfpipe.cli import run_stage, setup_runtime, usage
+from rlhfpipe.config import as_dict, load_section
+from rlhfpipe.dialogue.windows import DialogueReward, as_prompt, child_turns, load_teacher, read_windows, score_windows
+from rlhfpipe.evaluation.metrics import bootstrap_ci
+from rlhfpipe.io import atomic_path, write_json, write_jsonl
+from rlhfpipe.models.loading import load_tokenizer, save_model
+from rlhfpipe.rewards.registry import RewardRegistry
+from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live
+from rlhfpipe.training.ppo import build_models, checkpoint_interval, run_config, train_ppo
 
 
 def main(argv: list[str]) -> None:

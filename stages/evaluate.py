@@ -1,16 +1,13 @@
 """Stage evaluate@<policy>: score one policy on the held-out prompts (the same prompts and seeds for every policy)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.config import load_section  # noqa: E402
-from rlhfpipe.io import read_jsonl, write_json, write_jsonl  # noqa: E402
-from rlhfpipe.modeling import load_causal_lm, load_tokenizer  # noqa: E402
-from rlhfpipe.policy_eval import evaluate_policy, ranked_samples  # noqa: E402
-from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
+from rlhfpipe.cli import run_stage, setup_runtime, usage
+from rlhfpipe.config import load_section
+from rlhfpipe.evaluation.policy import evaluate_policy, ranked_samples
+from rlhfpipe.io import read_jsonl, write_json, write_jsonl
+from rlhfpipe.models.loading import load_causal_lm, load_tokenizer
+from rlhfpipe.rewards.reward_model import RewardModel
 
 
 def main(argv: list[str]) -> None:

@@ -1,19 +1,16 @@
 """Stage grpo: tune the SFT policy with TRL's GRPO against the registry rewards (the same terms as PPO)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe import distributed  # noqa: E402
-from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.config import as_dict, load_section  # noqa: E402
-from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
-from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
-from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
-from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
-from rlhfpipe.training.common import file_digest, fingerprint, open_live  # noqa: E402
-from rlhfpipe.training.grpo import train_grpo  # noqa: E402
+from rlhfpipe import distributed
+from rlhfpipe.cli import run_stage, setup_runtime, usage
+from rlhfpipe.config import as_dict, load_section
+from rlhfpipe.io import atomic_path, read_jsonl, write_json
+from rlhfpipe.models.loading import load_tokenizer, save_model
+from rlhfpipe.rewards.registry import RewardRegistry
+from rlhfpipe.rewards.reward_model import RewardModel
+from rlhfpipe.training.common import file_digest, fingerprint, open_live
+from rlhfpipe.training.grpo import train_grpo
 
 
 def main(argv: list[str]) -> None:

@@ -1,19 +1,14 @@
 """Stage moodpo@<n>: one MOODPO iteration (online DPO under per-prompt objective weights) from START_DIR."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.config import as_dict, load_section  # noqa: E402
-from rlhfpipe.errors import PipelineError  # noqa: E402
-from rlhfpipe.io import atomic_path, write_json  # noqa: E402
-from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
-from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
-from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
-from rlhfpipe.training.common import clear_checkpoints, open_live  # noqa: E402
-from rlhfpipe.training.moodpo import load_prompts, train_moodpo, weighted_prompts  # noqa: E402
+from rlhfpipe.cli import run_stage, setup_runtime, usage
+from rlhfpipe.config import as_dict, load_section
+from rlhfpipe.errors import PipelineError
+from rlhfpipe.io import atomic_path, write_json
+from rlhfpipe.models.loading import load_tokenizer, save_model
+from rlhfpipe.moodpo.training import load_prompts, train_moodpo, weighted_prompts
+from rlhfpipe.rewards.registry import RewardRegistry
+from rlhfpipe.rewards.reward_model import RewardModel
+from rlhfpipe.training.common import clear_checkpoints, open_live
 
 
 def main(argv: list[str]) -> None:

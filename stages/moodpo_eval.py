@@ -1,18 +1,15 @@
 """Stage moodpo_eval: MOODPO and SFT over the weight grid; per-objective means, hypervolumes, Pareto rows."""
 
 import csv
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.config import load_section  # noqa: E402
-from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
-from rlhfpipe.modeling import load_causal_lm, load_tokenizer  # noqa: E402
-from rlhfpipe.moodpo_eval import evaluate_grid  # noqa: E402
-from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
-from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
+from rlhfpipe.cli import run_stage, setup_runtime, usage
+from rlhfpipe.config import load_section
+from rlhfpipe.io import atomic_path, read_jsonl, write_json
+from rlhfpipe.models.loading import load_causal_lm, load_tokenizer
+from rlhfpipe.moodpo.evaluation import evaluate_grid
+from rlhfpipe.rewards.registry import RewardRegistry
+from rlhfpipe.rewards.reward_model import RewardModel
 
 
 def main(argv: list[str]) -> None:

@@ -1,20 +1,17 @@
 """Stage ppo: tune the SFT policy with our PPO against the registry rewards (reward model by default)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe import distributed  # noqa: E402
-from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.config import as_dict, load_section  # noqa: E402
-from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
-from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
-from rlhfpipe.plots import training_panels  # noqa: E402
-from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
-from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
-from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live  # noqa: E402
-from rlhfpipe.training.ppo import build_models, run_config, train_ppo  # noqa: E402
+from rlhfpipe import distributed
+from rlhfpipe.cli import run_stage, setup_runtime, usage
+from rlhfpipe.config import as_dict, load_section
+from rlhfpipe.evaluation.plots import training_panels
+from rlhfpipe.io import atomic_path, read_jsonl, write_json
+from rlhfpipe.models.loading import load_tokenizer, save_model
+from rlhfpipe.rewards.registry import RewardRegistry
+from rlhfpipe.rewards.reward_model import RewardModel
+from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live
+from rlhfpipe.training.ppo import build_models, run_config, train_ppo
 
 
 def main(argv: list[str]) -> None:

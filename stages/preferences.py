@@ -1,20 +1,18 @@
 """Stage preferences: build chosen/rejected pairs (strategy in params) and split them for the reward model."""
 
-import sys
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tqdm import tqdm
 
-from tqdm import tqdm  # noqa: E402
-
-from rlhfpipe import preferences as prefs  # noqa: E402
-from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.config import load_section  # noqa: E402
-from rlhfpipe.errors import PipelineError  # noqa: E402
-from rlhfpipe.generation import generate_texts  # noqa: E402
-from rlhfpipe.io import atomic_path, read_jsonl, write_json, write_jsonl  # noqa: E402
-from rlhfpipe.modeling import load_causal_lm, load_tokenizer  # noqa: E402
+from rlhfpipe.cli import run_stage, setup_runtime, usage
+from rlhfpipe.config import load_section
+from rlhfpipe.data import preferences as prefs
+from rlhfpipe.data.schema import SPLITS
+from rlhfpipe.errors import PipelineError
+from rlhfpipe.io import atomic_path, read_jsonl, write_json, write_jsonl
+from rlhfpipe.models.generation import generate_texts
+from rlhfpipe.models.loading import load_causal_lm, load_tokenizer
 
 
 def main(argv: list[str]) -> None:
@@ -37,10 +35,10 @@ def main(argv: list[str]) -> None:
     elif cfg.strategy == "shuffled":
         pairs, dropped = prefs.shuffled_pairs(prefs.select_prompts(read_jsonl(prepared / "prompts_train.jsonl"), cfg), cfg)
     elif cfg.strategy == "upvotes":
-        dialogues = [d for s in ("train", "val", "test") for d in read_jsonl(prepared / f"dialogues_{s}.jsonl")]
+        dialogues = [d for s in SPLITS for d in read_jsonl(prepared / f"dialogues_{s}.jsonl")]
         pairs, dropped = prefs.upvote_pairs(dialogues)
     else:
-        pairs = prefs.native_pairs([p for s in ("train", "val", "test") for p in read_jsonl(prepared / f"pairs_{s}.jsonl")])
+        pairs = prefs.native_pairs([p for s in SPLITS for p in read_jsonl(prepared / f"pairs_{s}.jsonl")])
     splits = prefs.dedupe_and_split(pairs, cfg, dropped)
     if not splits["train"] or not splits["test"]:
         raise PipelineError(

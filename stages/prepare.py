@@ -1,16 +1,11 @@
 """Stage prepare: read data.source at data.path, split by dialogue, write SFT examples and prompt sets."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.cli import run_stage, usage  # noqa: E402
-from rlhfpipe.config import load_section  # noqa: E402
-from rlhfpipe.data.formats import read_records  # noqa: E402
-from rlhfpipe.data.prepare import check_disjoint, prepare  # noqa: E402
-from rlhfpipe.errors import PipelineError  # noqa: E402
-from rlhfpipe.io import atomic_path, write_json, write_jsonl  # noqa: E402
+from rlhfpipe.cli import run_stage, usage
+from rlhfpipe.config import load_section
+from rlhfpipe.data.formats import read_records
+from rlhfpipe.data.prepare import check_disjoint, prepare
+from rlhfpipe.errors import PipelineError
+from rlhfpipe.io import atomic_path, write_json, write_jsonl
 
 
 def main(argv: list[str]) -> None:

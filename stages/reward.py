@@ -1,18 +1,15 @@
 """Stage reward: train the reward model on the preference pairs, then measure it on held-out pairs."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe import distributed  # noqa: E402
-from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.config import as_dict, load_section  # noqa: E402
-from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
-from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
-from rlhfpipe.rewards.reward_model import STATS_FILE, RewardModel  # noqa: E402
-from rlhfpipe.training.common import file_digest, fingerprint, open_live  # noqa: E402
-from rlhfpipe.training.reward import evaluate_reward, normalisation_stats, train_reward  # noqa: E402
+from rlhfpipe import distributed
+from rlhfpipe.cli import run_stage, setup_runtime, usage
+from rlhfpipe.config import as_dict, load_section
+from rlhfpipe.io import atomic_path, read_jsonl, write_json
+from rlhfpipe.models.loading import load_tokenizer, save_model
+from rlhfpipe.rewards.reward_model import STATS_FILE, RewardModel
+from rlhfpipe.training.common import file_digest, fingerprint, open_live
+from rlhfpipe.training.reward_model import evaluate_reward, normalisation_stats, train_reward
 
 
 def main(argv: list[str]) -> None:

@@ -1,14 +1,11 @@
 """Stage tokenizer: train a byte-level BPE on the SFT training split, or adapt a pretrained one."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.cli import run_stage, usage  # noqa: E402
-from rlhfpipe.config import load_section  # noqa: E402
-from rlhfpipe.io import atomic_path, read_jsonl  # noqa: E402
-from rlhfpipe.modeling import adapt_pretrained_tokenizer, train_tokenizer  # noqa: E402
+from rlhfpipe.cli import run_stage, usage
+from rlhfpipe.config import load_section
+from rlhfpipe.io import atomic_path, read_jsonl
+from rlhfpipe.models.loading import adapt_pretrained_tokenizer, train_tokenizer
 
 
 def main(argv: list[str]) -> None:

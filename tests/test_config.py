@@ -31,7 +31,6 @@ def write(tmp_path, section: str, values: dict):
     ("sft", {"batch_size": 0}, "sft.batch_size"),
     ("sft", {"adaptive_kl": True}, "sft.adaptive_kl"),
     ("model", {"hidden_size": 30, "num_heads": 4}, "model.num_heads"),
-    ("data", {"source": "tweets"}, "data.source"),
     ("data", {"min_words": 50, "max_words": 20}, "data.max_words"),
     ("evaluate", {"ranked_completions": 2}, "evaluate.ranked_completions"),
     ("reward", {"margin": -1.0}, "reward.margin"),

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import REPO, copy_repo, repro_until, run, tiny_params, write_params
 from rlhfpipe.config import CohesionWeights, DialogueConfig, ParamError, RewardTerm, load_section
-from rlhfpipe.dialogue import DialogueReward, Teacher, as_prompt, content_seed, read_windows, speaker_turns
+from rlhfpipe.dialogue.windows import DialogueReward, Teacher, as_prompt, content_seed, read_windows, speaker_turns
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.rewards.cohesion import cohesion_indices, cohesion_rewards
 from rlhfpipe.rewards.registry import RewardRegistry
@@ -195,7 +195,7 @@ def test_bad_dialogue_params_name_their_key(tmp_path, values, key):
 def tiny(tmp_path_factory):
     """A project folder with a held-out split, a tiny child and a tiny teacher, and tiny params."""
     from rlhfpipe.config import ModelConfig
-    from rlhfpipe.modeling import build_causal_lm, save_model, train_tokenizer
+    from rlhfpipe.models.loading import build_causal_lm, save_model, train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny")
     (root / "data/prepared").mkdir(parents=True)
@@ -210,7 +210,7 @@ def tiny(tmp_path_factory):
 
 
 def test_teacher_reply_is_seeded_by_the_window(tiny):
-    from rlhfpipe.modeling import load_causal_lm, load_tokenizer
+    from rlhfpipe.models.loading import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(tiny / "models/sft")
     teacher = Teacher(load_causal_lm(str(tiny / "models/sft"), tokenizer), tokenizer, temperature=1.0,
@@ -222,7 +222,7 @@ def test_teacher_reply_is_seeded_by_the_window(tiny):
 
 def self_test(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "rlhfpipe.dialogue_check", *args], cwd=root, env=env,
+    return subprocess.run([sys.executable, "-m", "rlhfpipe.dialogue.check", *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -89,7 +89,7 @@ def _helpers_worker(rank: int, store: str, out_dir: str) -> None:
 
     from rlhfpipe import distributed
     from rlhfpipe.config import ParamError
-    from rlhfpipe.ppo_math import masked_mean_var_reduced, masked_whiten
+    from rlhfpipe.training.ppo_math import masked_mean_var_reduced, masked_whiten
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     x, mask = _rollout()
@@ -119,7 +119,7 @@ def _helpers_worker(rank: int, store: str, out_dir: str) -> None:
 
 
 def test_process_group_helpers_over_two_processes_match_one(tmp_path):
-    from rlhfpipe.ppo_math import masked_var, masked_whiten
+    from rlhfpipe.training.ppo_math import masked_var, masked_whiten
 
     torch.multiprocessing.spawn(_helpers_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
@@ -137,7 +137,7 @@ def test_process_group_helpers_over_two_processes_match_one(tmp_path):
 
 
 def test_one_process_whitening_is_bit_for_bit_the_pure_function():
-    from rlhfpipe.ppo_math import masked_mean_var_reduced, masked_var, masked_whiten
+    from rlhfpipe.training.ppo_math import masked_mean_var_reduced, masked_var, masked_whiten
 
     x, mask = _rollout(3)
     for shift_mean in (True, False):
@@ -174,7 +174,7 @@ def save_local_pretrained(directory: Path) -> None:
     """A "pretrained" model saved with save_pretrained: our tokenizer without a pad token, a random tiny Llama."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from rlhfpipe.modeling import train_tokenizer
+    from rlhfpipe.models.loading import train_tokenizer
 
     train_tokenizer(["hello there, how are you feeling today? I hear you."] * 50, 300).save_pretrained(directory)
     vocab = len(AutoTokenizer.from_pretrained(directory))
@@ -279,7 +279,7 @@ def test_ppo_stage_with_two_processes_writes_once(trained):
 def greedy(model, input_ids, attention_mask, *, max_new_tokens, temperature, eos_token_id, pad_token_id,
            generator=None):
     """Rollouts that do not depend on how the batch is split: the argmax, with its log-prob at temperature 1."""
-    from rlhfpipe.generation import sample
+    from rlhfpipe.models.generation import sample
 
     return sample(model, input_ids, attention_mask, max_new_tokens=max_new_tokens, temperature=0.0,
                   eos_token_id=eos_token_id, pad_token_id=pad_token_id, generator=generator)
@@ -290,7 +290,7 @@ def train_greedy_ppo(root: Path, checkpoints: Path) -> tuple[list[dict], dict]:
     import rlhfpipe.training.ppo as ppo
     from rlhfpipe.config import load_section
     from rlhfpipe.io import read_jsonl
-    from rlhfpipe.modeling import load_tokenizer
+    from rlhfpipe.models.loading import load_tokenizer
     from rlhfpipe.rewards.registry import RewardRegistry
     from rlhfpipe.rewards.reward_model import RewardModel
     from rlhfpipe.training.common import NullLive

@@ -15,7 +15,7 @@ import yaml
 
 from rlhfpipe.config import EvaluateConfig
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.evaluation import (
+from rlhfpipe.evaluation.metrics import (
     bootstrap_ci,
     calibration_bins,
     distinct_n,
@@ -31,7 +31,7 @@ from rlhfpipe.evaluation import (
     summary_markdown,
     win_rate,
 )
-from rlhfpipe.policy_eval import evaluate_policy, ranked_samples, respond
+from rlhfpipe.evaluation.policy import evaluate_policy, ranked_samples, respond
 from rlhfpipe.rewards.empathy import vader_compound
 
 POSITIVE = "I am so glad you reached out, you are doing great."
@@ -259,8 +259,8 @@ def imported_code(path: Path) -> set[str]:
 
 def test_imported_code_follows_imports_transitively():
     code = imported_code(REPO / "stages/compare.py")
-    assert {"rlhfpipe/evaluation.py", "rlhfpipe/rewards/empathy.py", "rlhfpipe/errors.py"} <= code
-    assert "rlhfpipe/policy_eval.py" not in code
+    assert {"rlhfpipe/evaluation/metrics.py", "rlhfpipe/rewards/empathy.py", "rlhfpipe/errors.py"} <= code
+    assert "rlhfpipe/evaluation/policy.py" not in code
 
 
 @pytest.mark.parametrize("stage", ["evaluate", "compare"])
@@ -372,7 +372,7 @@ def test_ranked_markdown_orders_completions_and_summarises_labels():
 
 
 def test_reward_gain_in_sft_std_hand_values():
-    from rlhfpipe.evaluation import reward_gain_in_sft_std
+    from rlhfpipe.evaluation.metrics import reward_gain_in_sft_std
 
     assert reward_gain_in_sft_std(1.5, 0.5, 2.0) == pytest.approx(0.5)
     assert reward_gain_in_sft_std(0.0, 0.5, 0.25) == pytest.approx(-2.0)

@@ -1,11 +1,11 @@
-"""The benchmark's FLOP count (rlhfpipe.flops) against a hand count and against torch's FLOP counter."""
+"""The benchmark's FLOP count (bench.flops) against a hand count and against torch's FLOP counter."""
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
-from rlhfpipe.flops import DecoderShape, forward_flops, sampling_flops
+from bench.flops import DecoderShape, forward_flops, sampling_flops
 
 CONFIG = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=4, max_position_embeddings=64, pad_token_id=0, attn_implementation="eager")

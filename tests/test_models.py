@@ -6,11 +6,11 @@ from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from rlhfpipe.config import ModelConfig
 from rlhfpipe.data.corpus import generate_corpus
-from rlhfpipe.generation import encode_prompts, sample, sample_from
-from rlhfpipe.modeling import build_causal_lm, train_tokenizer
-from rlhfpipe.ppo_math import kl_estimate, logprobs_from_logits, masked_mean, policy_loss, truncate_after_eos
+from rlhfpipe.models.generation import encode_prompts, sample, sample_from
+from rlhfpipe.models.loading import build_causal_lm, train_tokenizer
 from rlhfpipe.rewards.reward_model import encode_conversations, last_token_index, sequence_scores
 from rlhfpipe.training.ppo import PPOModels, forward_policy
+from rlhfpipe.training.ppo_math import kl_estimate, logprobs_from_logits, masked_mean, policy_loss, truncate_after_eos
 
 
 @pytest.fixture(scope="module")

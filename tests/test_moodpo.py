@@ -11,9 +11,9 @@ import yaml
 from conftest import REPO, copy_repo, run, tiny_params, write_params
 from rlhfpipe.config import ParamError, load_section
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.moodpo import (format_instruction, hypervolume, parse_instruction, responsiveness, round_to_units,
+from rlhfpipe.moodpo.weights import (format_instruction, hypervolume, parse_instruction, responsiveness, round_to_units,
                              sample_weights, weighted_reward, with_instruction, without_instruction)
-from rlhfpipe.training.moodpo import WeightedObjectives, load_prompts, weighted_prompts
+from rlhfpipe.moodpo.training import WeightedObjectives, load_prompts, weighted_prompts
 
 NAMES = ["reward_model", "empathy", "brevity"]
 

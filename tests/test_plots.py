@@ -12,6 +12,7 @@ import io
 import json
 import re
 import shutil
+import importlib.util
 import subprocess
 import sys
 
@@ -24,8 +25,16 @@ from PIL import Image
 
 from conftest import REPO, copy_repo, run
 
-sys.path.insert(0, str(REPO / "scripts"))
-import render_plots  # noqa: E402
+
+def _load_script(path):
+    """scripts/ is not a package: load render_plots by its path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+render_plots = _load_script(REPO / "scripts" / "render_plots.py")
 
 EVAL_METRICS = ["reward_mean", "reward_std", "reward_normalized_mean", "empathy_ratio",
                 "vader_compound_mean", "rouge_l", "kl_to_sft", "response_words", "distinct_1", "distinct_2",

@@ -1,4 +1,4 @@
-"""rlhfpipe.ppo_math against hand-computed values and naive numpy / plain-torch oracles.
+"""rlhfpipe.training.ppo_math against hand-computed values and naive numpy / plain-torch oracles.
 
 Every expected number below is either worked out by hand in the comment next to it or comes from an
 independent naive implementation (explicit loops over python floats / numpy), never from the function
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlhfpipe.ppo_math import (
+from rlhfpipe.training.ppo_math import (
     AdaptiveKLController,
     FixedKLController,
     compute_gae,

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from rlhfpipe.config import PreferencesConfig
-from rlhfpipe.preferences import dedupe_and_split, pair, prompt_key, rouge_filter, upvote_pairs
+from rlhfpipe.data.preferences import dedupe_and_split, pair, prompt_key, rouge_filter, upvote_pairs
 
 from conftest import SHARED_DATA, copy_repo, stage, tiny_params, write_params
 

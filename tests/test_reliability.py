@@ -76,7 +76,7 @@ def tiny_pretrained(path: Path, *, pickle_only: bool) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from rlhfpipe.modeling import train_tokenizer
+    from rlhfpipe.models.loading import train_tokenizer
 
     tokenizer = train_tokenizer(["I hear you, that sounds hard. How are you feeling today?"] * 50, 300)
     tokenizer.save_pretrained(path)
@@ -98,7 +98,7 @@ def tiny_pretrained(path: Path, *, pickle_only: bool) -> dict:
 def base(tmp_path_factory):
     """A tiny project with good upstream outputs: corpus, prepared data, tokenizer and an (untrained) SFT model."""
     from rlhfpipe.config import ModelConfig
-    from rlhfpipe.modeling import build_causal_lm, load_tokenizer, save_model
+    from rlhfpipe.models.loading import build_causal_lm, load_tokenizer, save_model
 
     root = tmp_path_factory.mktemp("base")
     write_params(root, tiny_params())
@@ -313,7 +313,7 @@ def test_pickle_only_model_is_refused_unless_allowed(project, capfd):
 def test_allowed_pickle_loads_the_saved_weights(tmp_path):
     import torch
 
-    from rlhfpipe.modeling import load_causal_lm, load_tokenizer
+    from rlhfpipe.models.loading import load_causal_lm, load_tokenizer
 
     weights = tiny_pretrained(tmp_path / "m", pickle_only=True)
     model = load_causal_lm(str(tmp_path / "m"), load_tokenizer(tmp_path / "m"), allow_pickle=True, key="model.name_or_path")
@@ -346,7 +346,7 @@ def test_code_never_unpickles_or_runs_remote_code():
 ])
 def test_hub_guard_names_the_key(value, expected, monkeypatch):
     from rlhfpipe.errors import PipelineError
-    from rlhfpipe.modeling import hub_guard
+    from rlhfpipe.models.loading import hub_guard
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(PipelineError) as err:

@@ -40,7 +40,7 @@ def test_unknown_source_names_the_key(project):
     proc = stage("prepare", "data/prepared", "metrics/data.json", cwd=project)
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: params.yaml: data.source='tweets': unknown source; known: "
-                                   + ", ".join(__import__("rlhfpipe.config").config.DATA_SOURCES))
+                                   + ", ".join(sorted(__import__("rlhfpipe.data.formats").data.formats.READERS)))
 
 
 def test_corpus_and_prepare_are_deterministic_and_split_by_dialogue(project):
@@ -76,7 +76,7 @@ def test_local_pretrained_model_with_lora_through_tokenizer_and_sft(project):
     assert stage("corpus", "data/corpus/corpus.jsonl", cwd=project).returncode == 0
     assert stage("prepare", "data/prepared", "metrics/data.json", cwd=project).returncode == 0
     # A "pretrained" model saved locally: our tokenizer without a pad token, a random tiny Llama.
-    from rlhfpipe.modeling import train_tokenizer
+    from rlhfpipe.models.loading import train_tokenizer
 
     tok = train_tokenizer(["hello there, how are you feeling today?"] * 50, 300)
     local = project / "local_model"

@@ -1,7 +1,7 @@
 """Readers for native dataset formats, each normalising into ``rlhfpipe.data.schema.Records``.
 
 ``read_records(source, path, cfg)`` is the one entry point; ``READERS`` maps every name in
-``config.DATA_SOURCES`` to its reader ``(path, cfg) -> Records``. A reader raises ``PipelineError``
+``data.source`` to its reader ``(path, cfg) -> Records``. A reader raises ``PipelineError``
 with ``<file>:<line>`` (or ``<name>: record <i>``) and the offending key on bad input; it never
 guesses. Records skipped on purpose are counted in ``Records.dropped``.
 
@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Callable
 
 from rlhfpipe.config import DataConfig
-from rlhfpipe.data.readers_base import iter_jsonl, load_rows, require
-from rlhfpipe.data.readers_dialogue import (
+from rlhfpipe.data.readers.base import iter_jsonl, load_rows, require
+from rlhfpipe.data.readers.dialogue import (
     read_context_response, read_counsel_chat, read_empathetic_dialogues, read_esconv, read_esconv_jsonl,
     read_human_assistant, read_mesc_csv, read_multimood,
 )
-from rlhfpipe.data.readers_preference import (
+from rlhfpipe.data.readers.preference import (
     read_hh_rlhf, read_orca_dpo, read_prompt_csv, read_trl_preference, read_trl_prompt,
 )
-from rlhfpipe.data.readers_switchboard import read_switchboard
+from rlhfpipe.data.readers.switchboard import read_switchboard
 from rlhfpipe.data.schema import Records
 from rlhfpipe.errors import PipelineError
 
@@ -49,5 +49,5 @@ READERS: dict[str, Callable[[Path, DataConfig], Records]] = {
 
 def read_records(source: str, path: str, cfg: DataConfig) -> Records:
     if source not in READERS:
-        raise PipelineError(f"params.yaml: data.source={source!r}: no reader; known: {', '.join(sorted(READERS))}")
+        raise PipelineError(f"params.yaml: data.source={source!r}: unknown source; known: {', '.join(sorted(READERS))}")
     return READERS[source](Path(path), cfg)

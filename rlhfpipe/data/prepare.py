@@ -8,10 +8,8 @@ from collections import Counter
 import numpy as np
 
 from rlhfpipe.config import DataConfig
-from rlhfpipe.data.schema import Dialogue, Records
+from rlhfpipe.data.schema import SPLIT_NAMES, SPLITS, Dialogue, Records, context_window
 
-SPLITS = ("train", "val", "test")
-NATIVE_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
 
 
 def split_of(group_id: str, seed: int, val_fraction: float, test_fraction: float) -> str:
@@ -24,8 +22,8 @@ def split_of(group_id: str, seed: int, val_fraction: float, test_fraction: float
 
 
 def assign_split(group_id: str, native: str | None, cfg: DataConfig) -> str:
-    if native is not None and native.lower() in NATIVE_SPLIT_NAMES:
-        return NATIVE_SPLIT_NAMES[native.lower()]
+    if native is not None and native.lower() in SPLIT_NAMES:
+        return SPLIT_NAMES[native.lower()]
     return split_of(group_id, cfg.seed, cfg.val_fraction, cfg.test_fraction)
 
 
@@ -35,7 +33,7 @@ def sft_examples(dialogue: Dialogue, cfg: DataConfig) -> list[dict]:
     for i, turn in enumerate(dialogue.turns):
         if turn.role != "assistant" or i == 0 or dialogue.turns[i - 1].role != "user" or not turn.content:
             continue
-        context = dialogue.turns[max(0, i - 1 - cfg.max_history_messages): i]
+        context = context_window(dialogue.turns, i, cfg.max_history_messages + 1)
         prompt = [{"role": t.role, "content": t.content} for t in context]
         target = turn.content
         if cfg.structured_target:

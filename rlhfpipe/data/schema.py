@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 ROLES = ("system", "user", "assistant")
+SPLITS = ("train", "val", "test")
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
+"""the names sources give their splits -> ours"""
+
+
+def context_window(turns: list, end: int, size: int) -> list:
+    """The at most ``size`` items before index ``end``, oldest first: the history a model sees."""
+    return turns[max(0, end - size): end]
 
 
 @dataclass

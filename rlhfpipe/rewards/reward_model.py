@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.generation import position_ids_from_mask
-from rlhfpipe.modeling import load_sequence_classifier, load_tokenizer
+from rlhfpipe.models.generation import position_ids_from_mask
+from rlhfpipe.models.loading import load_sequence_classifier, load_tokenizer
 
 STATS_FILE = "reward_stats.json"
 

@@ -1,1 +1,1 @@
-"""Training loops: SFT and reward (TRL), PPO (our own)."""
+"""Training loops: SFT, reward model and GRPO (TRL), PPO (our own) with its math."""

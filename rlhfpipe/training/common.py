@@ -19,7 +19,7 @@ CHECKPOINT_ROOT = Path("checkpoints")
 
 
 class NullLive:
-    """The logger of processes other than the main one: curves are written once, by the main process."""
+    """The logger where no curves are written: processes other than the main one, the child SFT, benchmarks."""
 
     def log_metric(self, *args, **kwargs) -> None:
         pass

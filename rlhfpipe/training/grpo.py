@@ -13,7 +13,7 @@ import torch
 
 from rlhfpipe import distributed
 from rlhfpipe.config import GRPOConfig
-from rlhfpipe.modeling import disable_dropout, load_causal_lm, peft_config
+from rlhfpipe.models.loading import disable_dropout, load_causal_lm, peft_config
 from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, refuse_zero3
 
 LOGGED = ("loss", "learning_rate", "grad_norm", "reward", "reward_std", "kl", "entropy", "completions/mean_length",

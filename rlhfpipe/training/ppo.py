@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from rlhfpipe import distributed
 from rlhfpipe.config import ParamError, PPOConfig, as_dict
-from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
-from rlhfpipe.modeling import disable_dropout, load_causal_lm, load_sequence_classifier, peft_config
-from rlhfpipe.ppo_math import (
+from rlhfpipe.models.generation import decode, encode_prompts, position_ids_from_mask, sample
+from rlhfpipe.models.loading import disable_dropout, load_causal_lm, load_sequence_classifier, peft_config
+from rlhfpipe.rewards.reward_model import token_values
+from rlhfpipe.training.ppo_math import (
     AdaptiveKLController,
     FixedKLController,
     compute_gae,
@@ -34,11 +35,11 @@ from rlhfpipe.ppo_math import (
     masked_mean_var_reduced,
     masked_whiten,
     policy_loss,
+    response_positions,
     token_rewards,
     truncate_after_eos,
     value_loss,
 )
-from rlhfpipe.rewards.reward_model import token_values
 
 
 class ValueHead(torch.nn.Module):
@@ -108,8 +109,8 @@ def forward_policy(models: PPOModels, input_ids, attention_mask, context_length:
             out = models.policy(**kwargs)
     else:
         out = model(**kwargs)
-    logits = out.logits[:, context_length - 1: -1]  # (B, T, V)
-    hidden = out.hidden_states[-1][:, context_length - 1: -1] if want_hidden else None
+    logits = response_positions(out.logits, context_length)  # (B, T, V)
+    hidden = response_positions(out.hidden_states[-1], context_length) if want_hidden else None
     return logits, hidden
 
 
@@ -117,7 +118,7 @@ def response_values(models: PPOModels, input_ids, attention_mask, context_length
     """(B, T) value of the state before each response token."""
     if isinstance(models.value_model, ValueHead):
         return models.value_model.score(hidden).squeeze(-1).float()
-    return token_values(models.value_model, input_ids, attention_mask)[:, context_length - 1: -1]
+    return response_positions(token_values(models.value_model, input_ids, attention_mask), context_length)
 
 
 def lr_lambda(schedule: str, total: int, warmup: int):

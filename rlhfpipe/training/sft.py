@@ -6,7 +6,7 @@ import math
 import datasets
 
 from rlhfpipe.config import ModelConfig, SFTConfig
-from rlhfpipe.modeling import build_causal_lm, count_params, disable_dropout, load_causal_lm, peft_config
+from rlhfpipe.models.loading import build_causal_lm, count_params, disable_dropout, load_causal_lm, peft_config
 from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, refuse_zero3, trainer_arguments
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from rlhfpipe.config import MoodpoEvalConfig, MoodpoObjective
-from rlhfpipe.generation import generate_texts
-from rlhfpipe.moodpo import hypervolume, responsiveness, with_instruction
-from rlhfpipe.policy_eval import choose
+from rlhfpipe.evaluation.policy import choose
+from rlhfpipe.models.generation import generate_texts
+from rlhfpipe.moodpo.weights import hypervolume, responsiveness, with_instruction
 
 
 def grid_key(weights: list[float]) -> str:

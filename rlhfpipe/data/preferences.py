@@ -20,7 +20,7 @@ import numpy as np
 from rlhfpipe.config import PreferencesConfig
 from rlhfpipe.data.prepare import split_of
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.evaluation import rouge_l_pairwise
+from rlhfpipe.evaluation.metrics import rouge_l_pairwise
 
 
 def pair(prompt: list[dict], chosen: str, rejected: str, group_id: str, source: str, rouge: float | None = None) -> dict:

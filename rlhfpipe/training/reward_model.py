@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from rlhfpipe.config import RewardConfig
-from rlhfpipe.evaluation import bootstrap_ci, calibration_bins, pairwise_accuracy
-from rlhfpipe.modeling import count_params, disable_dropout, load_sequence_classifier, peft_config
+from rlhfpipe.evaluation.metrics import bootstrap_ci, calibration_bins, pairwise_accuracy
+from rlhfpipe.models.loading import count_params, disable_dropout, load_sequence_classifier, peft_config
 from rlhfpipe.rewards.reward_model import RewardModel
 from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, refuse_zero3, trainer_arguments
 

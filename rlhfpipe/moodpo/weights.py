@@ -106,7 +106,7 @@ def responsiveness(grid: np.ndarray, scores: np.ndarray, names: list[str], sampl
     ``high > low``; ``difference_ci95`` is a paired bootstrap interval of high - low over the prompts,
     and ``significant`` says whether it lies above 0, i.e. whether the response is more than sampling noise.
     """
-    from rlhfpipe.evaluation import bootstrap_ci  # here: evaluation loads ROUGE and VADER, which training never needs
+    from rlhfpipe.evaluation.metrics import bootstrap_ci  # here: evaluation loads ROUGE and VADER, which training never needs
 
     out = {}
     for k, name in enumerate(names):

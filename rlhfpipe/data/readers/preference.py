@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from rlhfpipe.config import DataConfig
-from rlhfpipe.data.readers_base import content_key, finish, load_rows, messages, optional_text, require, text
+from rlhfpipe.data.readers.base import column_text, content_key, finish, load_rows, messages, optional_text, require, text
 from rlhfpipe.data.schema import Dialogue, PreferencePair, Records, Turn
 from rlhfpipe.errors import PipelineError
 
@@ -135,12 +135,8 @@ def _add_prompt(records: Records, prompt: list[dict]) -> None:
 def read_prompt_csv(path: Path, cfg: DataConfig) -> Records:
     """A CSV (or any table) whose column ``data.prompt_column`` holds one user prompt per row."""
     records = Records()
-    column = cfg.prompt_column
     for row in load_rows(path):
-        if column not in row.data:
-            raise PipelineError(f"{row.where}: missing column '{column}' (data.prompt_column); "
-                                f"columns: {', '.join(map(str, row.data))}")
-        _add_prompt(records, [{"role": "user", "content": optional_text(row.data, column, row.where)}])
+        _add_prompt(records, [{"role": "user", "content": column_text(row, cfg.prompt_column, "data.prompt_column")}])
     return finish(records, path)
 
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from rlhfpipe.config import DataConfig
-from rlhfpipe.data.readers_base import csv_rows, finish, merge_turns, text
+from rlhfpipe.data.readers.base import csv_rows, finish, merge_turns, text
 from rlhfpipe.data.schema import Dialogue, Records, Turn
 from rlhfpipe.errors import PipelineError
 

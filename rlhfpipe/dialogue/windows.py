@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from rlhfpipe.config import CohesionWeights, DialogueConfig, RewardTerm
+from rlhfpipe.data.schema import context_window
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.generation import decode, encode_prompts, generate_texts, sample
 from rlhfpipe.io import read_jsonl
-from rlhfpipe.modeling import load_causal_lm, load_tokenizer
+from rlhfpipe.models.generation import decode, encode_prompts, generate_texts, sample
+from rlhfpipe.models.loading import load_causal_lm, load_tokenizer
 from rlhfpipe.rewards.cohesion import INDEX_KEYS, cohesion_indices, cohesion_rewards, tokenize
 
 CHILD_ROLE = "user"
@@ -60,7 +61,7 @@ def read_windows(path: Path, min_words: int, max_words: int, context_turns: int)
         kept += 1
         for i, (role, text) in enumerate(turns):
             if i >= 1 and role == CHILD_ROLE:
-                windows.append(Window(row["dialogue_id"], [t for _, t in turns[max(0, i - context_turns):i]], text))
+                windows.append(Window(row["dialogue_id"], [t for _, t in context_window(turns, i, context_turns)], text))
     if not windows:
         raise PipelineError(f"{path}: no {CHILD_ROLE} turn after another turn in a dialogue of "
                             f"[{min_words}, {max_words}] words (params dialogue.min_words, dialogue.max_words)")

@@ -7,11 +7,11 @@ import random
 import numpy as np
 import torch
 
-from rlhfpipe import evaluation as ev
 from rlhfpipe.config import EvaluateConfig
-from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
-from rlhfpipe.ppo_math import logprobs_from_logits, truncate_after_eos
+from rlhfpipe.evaluation import metrics as ev
+from rlhfpipe.models.generation import decode, encode_prompts, position_ids_from_mask, sample
 from rlhfpipe.rewards.cohesion import CohesionWeights, cohesion_rewards
+from rlhfpipe.training.ppo_math import logprobs_from_logits, response_positions, truncate_after_eos
 
 
 def choose(rows: list[dict], n: int, seed: int) -> list[dict]:
@@ -26,8 +26,7 @@ def response_logprobs(model, queries: torch.Tensor, query_mask: torch.Tensor, re
     attention_mask = torch.cat([query_mask, response_mask], 1)
     logits = model(input_ids=torch.cat([queries, responses], 1), attention_mask=attention_mask,
                    position_ids=position_ids_from_mask(attention_mask)).logits
-    # the token at response position t is predicted from input position (prompt length - 1 + t)
-    return logprobs_from_logits(logits[:, queries.shape[1] - 1:-1], responses, temperature)
+    return logprobs_from_logits(response_positions(logits, queries.shape[1]), responses, temperature)
 
 
 @torch.no_grad()

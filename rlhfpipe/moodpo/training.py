@@ -1,7 +1,7 @@
 """One MOODPO iteration: TRL's OnlineDPOTrainer with a reward that reads each prompt's weights.
 
 Every training prompt gets a weight vector drawn from Dirichlet(alpha). The vector goes into the prompt
-as the weight instruction (rlhfpipe.moodpo) and into the dataset column ``weights``. OnlineDPOTrainer
+as the weight instruction (rlhfpipe.moodpo.weights) and into the dataset column ``weights``. OnlineDPOTrainer
 samples two completions per prompt, hands extra dataset columns to reward functions as keyword arguments
 (repeated for both completions), and trains on the pair the reward orders. So the reward sees exactly the
 weights the policy was shown, and the trainer needs no loop of our own.
@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from rlhfpipe.config import MoodpoConfig, MoodpoIteration
-from rlhfpipe.data.readers_base import csv_rows
+from rlhfpipe.data.readers.base import column_text, csv_rows
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.io import read_jsonl
-from rlhfpipe.modeling import disable_dropout, load_causal_lm
-from rlhfpipe.moodpo import sample_weights, weighted_reward, with_instruction, without_instruction
+from rlhfpipe.models.loading import disable_dropout, load_causal_lm
+from rlhfpipe.moodpo.weights import sample_weights, weighted_reward, with_instruction, without_instruction
 from rlhfpipe.training.common import CHECKPOINT_ROOT, LiveCallback
 
 LOGGED = ("loss", "grad_norm", "objective/scores", "objective/scores_margin", "objective/kl", "rewards/margins",
@@ -35,10 +35,7 @@ def load_prompts(path: str, prompt_column: str) -> list[list[dict]]:
         raise PipelineError(f"{path}: file not found (params.yaml: moodpo.prompts)")
     prompts = []
     for row in csv_rows(Path(path)):
-        if prompt_column not in row.data:
-            raise PipelineError(f"{row.where}: missing column '{prompt_column}' (moodpo.prompt_column); "
-                                f"columns: {', '.join(map(str, row.data))}")
-        text = str(row.data[prompt_column]).strip()
+        text = column_text(row, prompt_column, "moodpo.prompt_column")
         if not text:
             raise PipelineError(f"{row.where}: empty prompt in column '{prompt_column}'")
         prompts.append([{"role": "user", "content": text}])

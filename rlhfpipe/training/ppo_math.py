@@ -87,6 +87,12 @@ def truncate_after_eos(responses: torch.Tensor, eos_token_id: int, pad_token_id:
     return torch.where(mask.bool(), responses, torch.full_like(responses, pad_token_id)), mask
 
 
+def response_positions(per_position: torch.Tensor, context_length: int) -> torch.Tensor:
+    """(B, T, ...) slice of a per-position output over the response: the token at response position t is
+    predicted from input position context_length - 1 + t, and the last position predicts nothing."""
+    return per_position[:, context_length - 1: -1]
+
+
 def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """(B, T) log-prob of ``labels`` under softmax(logits / temperature).
 

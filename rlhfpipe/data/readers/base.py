@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from rlhfpipe.data.schema import Dialogue, Records, Turn
-from rlhfpipe.errors import PipelineError
+from rlhfpipe.data.schema import SPLIT_NAMES, Dialogue, Records, Turn
+from rlhfpipe.errors import PipelineError, first_line
 
-SPLIT_NAMES = {"train": "train", "validation": "val", "valid": "val", "val": "val", "dev": "val", "test": "test"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DATA_SUFFIXES = {".jsonl", ".json", ".csv", ".txt", ".parquet", ".gz"}
 TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
@@ -33,11 +32,6 @@ class Row:
     data: dict
     split: str | None = None
     """train/val/test when the row comes from a dataset that ships several splits"""
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,6 +225,13 @@ def optional_text(obj: dict, key: str, where: str) -> str:
     if obj.get(key) is None:
         return ""
     return text(obj, key, where)
+
+
+def column_text(row: Row, column: str, key: str) -> str:
+    """The text in ``column`` of a table row ("" when null); a missing column names the params ``key`` that chose it."""
+    if column not in row.data:
+        raise PipelineError(f"{row.where}: missing column '{column}' ({key}); columns: {', '.join(map(str, row.data))}")
+    return optional_text(row.data, column, row.where)
 
 
 def integer(obj: dict, key: str, where: str) -> int:

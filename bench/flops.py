@@ -50,7 +50,7 @@ def forward_flops(shape: DecoderShape, batch: int, new_positions: int, key_lengt
 
 
 def sampling_flops(shape: DecoderShape, batch: int, prompt_length: int, steps: int) -> int:
-    """FLOPs of ``rlhfpipe.generation.sample`` producing ``steps`` positions: one prefill that keeps the
+    """FLOPs of ``rlhfpipe.models.generation.sample`` producing ``steps`` positions: one prefill that keeps the
     last logits, then ``steps - 1`` cached decoding passes, each one key longer."""
     flops = forward_flops(shape, batch, prompt_length, prompt_length, head_positions=1)
     for step in range(1, steps):

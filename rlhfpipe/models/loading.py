@@ -18,7 +18,7 @@ from transformers import (
 )
 
 from rlhfpipe.config import LoraConfig, ModelConfig
-from rlhfpipe.errors import PipelineError
+from rlhfpipe.errors import PipelineError, first_line
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -83,7 +83,7 @@ def load_tokenizer(path: str | Path, *, key: str | None = None, trust_remote_cod
     try:
         tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        raise PipelineError(f"{_source(str(path), key)}: cannot load the tokenizer ({_first_line(err)})") from None
+        raise PipelineError(f"{_source(str(path), key)}: cannot load the tokenizer ({first_line(err)})") from None
     tok.padding_side = "left"
     return tok
 
@@ -91,11 +91,6 @@ def load_tokenizer(path: str | Path, *, key: str | None = None, trust_remote_cod
 def _source(name_or_path: str, key: str | None) -> str:
     """How an error names a model: the params key it came from, or the path of an earlier stage's output."""
     return f"params.yaml: {key}={name_or_path!r}" if key else name_or_path
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def hub_guard(name_or_path: str, key: str | None) -> None:
@@ -154,7 +149,7 @@ def _from_pretrained(auto_class, name_or_path: str, key: str | None, allow_pickl
         return auto_class.from_pretrained(name_or_path, use_safetensors=None if allow_pickle else True,
                                           weights_only=True, **kwargs)
     except (OSError, ValueError, SafetensorError) as err:
-        raise PipelineError(f"{_source(name_or_path, key)}: cannot load the model ({_first_line(err)})") from None
+        raise PipelineError(f"{_source(name_or_path, key)}: cannot load the model ({first_line(err)})") from None
 
 
 def build_causal_lm(cfg: ModelConfig, tokenizer) -> LlamaForCausalLM:

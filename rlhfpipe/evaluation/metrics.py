@@ -16,6 +16,7 @@ from rouge_score import rouge_scorer
 
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.rewards.empathy import is_empathetic, vader_compound
+from rlhfpipe.training.ppo_math import kl_estimate
 
 LABELS = ("BEST", "MEDIUM", "WORST")
 MISSING = "–"
@@ -116,7 +117,7 @@ def sequence_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.
     estimator: unbiased for KL(policy || ref) only when the responses were sampled from the policy,
     and a single sample can be negative; average over responses before reading it as a KL.
     """
-    return ((logprobs - ref_logprobs) * mask.to(logprobs.dtype)).sum(dim=-1)
+    return (kl_estimate(logprobs, ref_logprobs, "k1") * mask.to(logprobs.dtype)).sum(dim=-1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rlhfpipe.config import DataConfig
-from rlhfpipe.data.readers_base import (
+from rlhfpipe.data.readers.base import (
     Row, content_key, data_suffix, finish, integer, keep_dialogue, load_rows, merge_turns, optional_text,
     require, split_label, text, text_lines,
 )

@@ -1,4 +1,4 @@
-"""Self-test of the dialogue PPO setup: ``python -m rlhfpipe.dialogue_check [CHILD_DIR SFT_DIR PREPARED_DIR]``.
+"""Self-test of the dialogue PPO setup: ``python -m rlhfpipe.dialogue.check [CHILD_DIR SFT_DIR PREPARED_DIR]``.
 
 Loads the child and the teacher named by params.yaml's ``dialogue`` section (defaults: the pipeline's
 models/child_sft, models/sft and data/prepared), runs one child-teacher interaction on a held-out window,
@@ -16,10 +16,10 @@ import torch
 
 from rlhfpipe.cli import run_stage, usage
 from rlhfpipe.config import load_section
-from rlhfpipe.dialogue import DialogueReward, as_prompt, load_teacher, read_windows
-from rlhfpipe.errors import PipelineError
-from rlhfpipe.generation import decode, encode_prompts, sample
-from rlhfpipe.modeling import load_tokenizer
+from rlhfpipe.dialogue.windows import DialogueReward, as_prompt, load_teacher, read_windows
+from rlhfpipe.errors import PipelineError, first_line
+from rlhfpipe.models.generation import decode, encode_prompts, sample
+from rlhfpipe.models.loading import load_tokenizer
 from rlhfpipe.rewards.registry import RewardRegistry
 from rlhfpipe.training.ppo import build_models, forward_policy, response_values
 
@@ -34,8 +34,7 @@ def step(name: str):
     except PipelineError as err:
         raise PipelineError(f"dialogue check failed at {name}: {err}") from None
     except Exception as err:  # noqa: BLE001
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PipelineError(f"dialogue check failed at {name}: {type(err).__name__}: {first}") from None
+        raise PipelineError(f"dialogue check failed at {name}: {type(err).__name__}: {first_line(err)}") from None
 
 
 def expect(ok: bool, what: str) -> None:
@@ -44,7 +43,7 @@ def expect(ok: bool, what: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    child_dir, sft_dir, prepared = usage(argv, 3, "python -m rlhfpipe.dialogue_check [CHILD_DIR SFT_DIR PREPARED_DIR]"
+    child_dir, sft_dir, prepared = usage(argv, 3, "python -m rlhfpipe.dialogue.check [CHILD_DIR SFT_DIR PREPARED_DIR]"
                                          ) if argv else DEFAULTS
     with step("params"):
         cfg = load_section("dialogue")

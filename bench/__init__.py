@@ -1,0 +1,1 @@
+"""Benchmarks of our PPO against TRL's, and the FLOP counter they use."""

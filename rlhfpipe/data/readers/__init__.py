@@ -1,0 +1,1 @@
+"""Native-format readers: one module per family of public datasets, all returning the normalised schema."""

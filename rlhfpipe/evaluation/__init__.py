@@ -1,0 +1,1 @@
+"""Evaluation: pure metrics, policy-level evaluation on held-out prompts, static figures."""

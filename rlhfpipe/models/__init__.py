@@ -1,0 +1,1 @@
+"""Models: loading and saving (safe formats only), tokenizers, batched generation."""
