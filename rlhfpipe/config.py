@@ -791,3 +791,18 @@ def load(*names: str, params_path: str | Path = "params.yaml") -> tuple:
 
 def as_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def field_docs(cls) -> dict[str, str]:
+    """Each field's one-line doc: the string literal written under the field in the class body."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
