@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import dataclasses
 import hashlib
 import json
 import os
@@ -78,7 +79,9 @@ def ppo_config_from_anchor(anchor: dict, episodes: int | None) -> PPOConfig:
     Our PPO always stops at EOS, i.e. the anchor's default ``--stop-token eos``; the saved config cannot
     confirm it, since transformers masks every ``*_token`` field when it writes the JSON.
     """
-    cfg = PPOConfig(
+    # the fields set here are all that differ from params.yaml's ppo section
+    cfg = dataclasses.replace(
+        load_section("ppo"),
         total_episodes=episodes or anchor["total_episodes"],
         batch_size=anchor["per_device_train_batch_size"],
         mini_batches=anchor["num_mini_batches"],

@@ -1,6 +1,8 @@
 """Typed configs, one dataclass per ``params.yaml`` section, validated once before any work.
 
-Every field has a type and a one-line doc. ``load_section`` rejects unknown and mistyped keys, then
+Every field has a type and a one-line doc, and no default: params.yaml is the only source of values, so
+a missing key is an error naming it (the one optional field says so and defaults to 0).
+``load_section`` rejects unknown and mistyped keys, then
 each dataclass's ``validate`` checks ranges and cross-field rules. A failure raises ``ParamError``
 naming the dotted key, the value and the rule, which the stage prints as one line.
 """
@@ -11,7 +13,7 @@ import dataclasses
 import math
 import re
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -49,15 +51,15 @@ def exact_div(a: int, b: int, key: str) -> int:
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class LoraConfig:
-    enabled: bool = False
+    enabled: bool
     """train a LoRA adapter (peft) instead of all weights"""
-    r: int = 16
+    r: int
     """adapter rank"""
-    alpha: int = 32
+    alpha: int
     """adapter scaling numerator (scale = alpha / r)"""
-    dropout: float = 0.0
+    dropout: float
     """dropout on the adapter input; 0 keeps PPO's ratio exactly 1 on the first mini-batch"""
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    target_modules: list[str]
     """module names the adapter wraps"""
 
     def validate(self) -> None:
@@ -71,7 +73,7 @@ class LoraConfig:
 class RewardTerm:
     name: str
     """a reward in the registry (rlhfpipe.rewards.REGISTRY)"""
-    weight: float = 1.0
+    weight: float
     """weight of this term in the weighted sum"""
 
 
@@ -95,9 +97,9 @@ def validate_reward_terms(terms: list[RewardTerm], key: str) -> None:
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class RuntimeConfig:
-    num_threads: int = 2
+    num_threads: int
     """torch intra-op threads; pinned because float sums, hence dvc.lock hashes, depend on it"""
-    launcher: str = "python"
+    launcher: str
     """command that starts the sft, reward and ppo stages: python, torchrun --nproc_per_node N, or
     accelerate launch --config_file configs/accelerate/<name>.yaml (batch sizes stay global)"""
 
@@ -108,9 +110,9 @@ class RuntimeConfig:
 
 @dataclass
 class CorpusConfig:
-    n_dialogues: int = 2400
+    n_dialogues: int
     """number of generated emotional-support dialogues"""
-    seed: int = 0
+    seed: int
     """seed of the generator"""
 
     def validate(self) -> None:
@@ -119,25 +121,25 @@ class CorpusConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "multimood"
+    source: str
     """input format: a key of rlhfpipe.data.formats.READERS (the reader checks it)"""
-    path: str = "data/corpus/corpus.jsonl"
+    path: str
     """local file or directory, or a hub id loaded with datasets.load_dataset"""
-    val_fraction: float = 0.05
+    val_fraction: float
     """share of dialogues held out for validation"""
-    test_fraction: float = 0.1
+    test_fraction: float
     """share of dialogues held out for testing (evaluation prompts come from here)"""
-    max_history_messages: int = 2
+    max_history_messages: int
     """earlier messages kept before the client's latest message in a prompt"""
-    structured_target: bool = False
+    structured_target: bool
     """MultiMood-style target: emotions and strategy before the response"""
-    prompt_column: str = "prompt"
+    prompt_column: str
     """column holding the prompt in prompt-only CSV files"""
-    min_words: int = 20
+    min_words: int
     """dialogues with fewer words are dropped (Switchboard)"""
-    max_words: int = 400
+    max_words: int
     """dialogues with more words are dropped (Switchboard)"""
-    seed: int = 0
+    seed: int
     """seed of the split"""
 
     def validate(self) -> None:
@@ -151,7 +153,7 @@ class DataConfig:
 
 @dataclass
 class TokenizerConfig:
-    vocab_size: int = 2048
+    vocab_size: int
     """byte-level BPE vocabulary size, special tokens included (ignored for a pretrained model)"""
 
     def validate(self) -> None:
@@ -160,26 +162,26 @@ class TokenizerConfig:
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = ""
+    name_or_path: str
     """empty: build a Llama-style model from the fields below; else a local path or hub id"""
-    hidden_size: int = 128
+    hidden_size: int
     """width of the from-scratch model"""
-    num_layers: int = 4
+    num_layers: int
     """transformer blocks of the from-scratch model"""
-    num_heads: int = 4
+    num_heads: int
     """attention heads (must divide hidden_size)"""
-    intermediate_size: int = 384
+    intermediate_size: int
     """SwiGLU MLP width"""
-    max_position_embeddings: int = 320
+    max_position_embeddings: int
     """longest sequence the from-scratch model supports"""
-    trust_remote_code: bool = False
+    trust_remote_code: bool
     """run code shipped with a hub model; off unless you trust its author"""
-    allow_pickle: bool = False
+    allow_pickle: bool
     """load model.name_or_path or preferences.generator when its only weights are pickles (pytorch_model.bin);
     unpickling can run code, so only for a source you trust (read with torch weights_only=True all the same)"""
-    dtype: str = "float32"
+    dtype: str
     """weights dtype: float32 or bfloat16 (bf16 needs a GPU to be fast)"""
-    seed: int = 0
+    seed: int
     """seed of the from-scratch initialisation"""
 
     def validate(self) -> None:
@@ -192,25 +194,25 @@ class ModelConfig:
 
 @dataclass
 class SFTConfig:
-    epochs: float = 3.0
+    epochs: float
     """passes over the SFT training split"""
-    learning_rate: float = 2e-3
+    learning_rate: float
     """peak AdamW learning rate (linear decay after warmup)"""
-    batch_size: int = 32
+    batch_size: int
     """examples per optimizer step"""
-    max_length: int = 256
+    max_length: int
     """longest tokenized example; longer ones are truncated"""
-    warmup_ratio: float = 0.05
+    warmup_ratio: float
     """share of steps spent warming the learning rate up"""
-    weight_decay: float = 0.0
+    weight_decay: float
     """AdamW weight decay"""
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    lora: LoraConfig
     """adapter training instead of full fine-tuning"""
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool
     """trade compute for memory on large models"""
-    save_every: float = 0.25
+    save_every: float
     """checkpoint every this fraction of training, for resume"""
-    seed: int = 0
+    seed: int
     """seed of data order and dropout"""
 
     def validate(self) -> None:
@@ -228,25 +230,25 @@ PREFERENCE_STRATEGIES = ("generated", "shuffled", "upvotes", "native")
 
 @dataclass
 class PreferencesConfig:
-    strategy: str = "generated"
+    strategy: str
     """generated | shuffled | upvotes | native (see README)"""
-    num_samples: int = 2
+    num_samples: int
     """K responses sampled per prompt (strategy generated)"""
-    rouge_threshold: float = 0.3
+    rouge_threshold: float
     """keep a sampled response as rejected only if its ROUGE-L F vs the reference is below this"""
-    temperature: float = 1.0
+    temperature: float
     """sampling temperature of the generator"""
-    max_new_tokens: int = 64
+    max_new_tokens: int
     """longest sampled response"""
-    max_prompts: int = 1500
+    max_prompts: int
     """training prompts used (0 = all)"""
-    generator: str = ""
+    generator: str
     """model that samples rejected responses; empty = the SFT policy"""
-    test_fraction: float = 0.15
+    test_fraction: float
     """share of prompts whose pairs are held out to test the reward model"""
-    batch_size: int = 64
+    batch_size: int
     """prompts per generation batch"""
-    seed: int = 0
+    seed: int
     """seed of sampling and of the split"""
 
     def validate(self) -> None:
@@ -262,25 +264,25 @@ class PreferencesConfig:
 
 @dataclass
 class RewardConfig:
-    epochs: float = 2.0
+    epochs: float
     """passes over the training pairs"""
-    learning_rate: float = 1e-3
+    learning_rate: float
     """peak AdamW learning rate"""
-    batch_size: int = 32
+    batch_size: int
     """pairs per optimizer step"""
-    max_length: int = 256
+    max_length: int
     """longest prompt + response in tokens"""
-    margin: float = 0.0
+    margin: float
     """margin added inside the Bradley-Terry loss, -log sigmoid(r_c - r_r - margin)"""
-    center_rewards_coefficient: float = 0.01
+    center_rewards_coefficient: float
     """pulls rewards towards zero mean (Eisenstein et al. 2023); recommended 0.01"""
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    lora: LoraConfig
     """adapter training instead of full fine-tuning"""
-    bootstrap_samples: int = 1000
+    bootstrap_samples: int
     """resamples for the 95% interval of the held-out accuracy"""
-    calibration_bins: int = 10
+    calibration_bins: int
     """bins of the calibration plot"""
-    seed: int = 0
+    seed: int
     """seed of data order"""
 
     def validate(self) -> None:
@@ -295,69 +297,69 @@ class RewardConfig:
         nested("lora", self.lora.validate)
 
 
-@dataclass
+@dataclass(kw_only=True)  # keyword-only: the optional total_episodes comes first
 class PPOConfig:
-    total_episodes: int = 3072
-    """prompts answered during training (rollouts)"""
-    batch_size: int = 64
+    total_episodes: int = 0
+    """prompts answered during training (rollouts); optional only in dialogue.ppo, which derives it (0 = unset)"""
+    batch_size: int
     """prompts per rollout, i.e. per PPO update"""
-    mini_batches: int = 2
+    mini_batches: int
     """mini-batches per PPO epoch; must divide batch_size"""
-    grad_accum: int = 1
+    grad_accum: int
     """micro-batches per mini-batch (gradient accumulation); must divide the mini-batch"""
-    ppo_epochs: int = 4
+    ppo_epochs: int
     """passes over each rollout"""
-    learning_rate: float = 3e-4
+    learning_rate: float
     """peak AdamW learning rate of policy and value model"""
-    lr_schedule: str = "linear"
+    lr_schedule: str
     """linear | constant | cosine, decayed over all updates"""
-    warmup_ratio: float = 0.0
+    warmup_ratio: float
     """share of updates spent warming the learning rate up"""
-    max_grad_norm: float = 1.0
+    max_grad_norm: float
     """global gradient-norm clip"""
-    cliprange: float = 0.2
+    cliprange: float
     """PPO ratio clip epsilon (Schulman et al. 2017); typical 0.2"""
-    cliprange_value: float = 0.2
+    cliprange_value: float
     """value clip around the rollout's values"""
-    vf_coef: float = 0.1
+    vf_coef: float
     """weight of the value loss"""
-    gamma: float = 1.0
+    gamma: float
     """discount; 1.0 is standard for RLHF"""
-    lam: float = 0.95
+    lam: float
     """GAE lambda"""
-    kl_coef: float = 0.05
+    kl_coef: float
     """KL penalty coefficient beta (initial value when adaptive_kl)"""
-    kl_estimator: str = "k1"
+    kl_estimator: str
     """k1 (log ratio) or k3 (Schulman's unbiased, non-negative) per-token KL estimator"""
-    adaptive_kl: bool = False
+    adaptive_kl: bool
     """adapt kl_coef towards target_kl (Ziegler et al. 2019)"""
-    target_kl: float = 4.0
+    target_kl: float
     """target KL per response (nats) of the adaptive controller"""
-    kl_horizon: int = 10000
+    kl_horizon: int
     """horizon of the adaptive controller, in episodes"""
-    whiten_rewards: bool = False
+    whiten_rewards: bool
     """whiten the per-token rewards before GAE"""
-    normalize_rewards: bool = True
+    normalize_rewards: bool
     """normalise the reward model score with its stored mean/std on reference responses"""
-    reward_clip: float = 5.0
+    reward_clip: float
     """clip the total score to [-reward_clip, reward_clip] (0 = off)"""
-    missing_eos_penalty: float = 1.0
+    missing_eos_penalty: float
     """subtracted from the score of a response that never emits EOS"""
-    temperature: float = 1.0
+    temperature: float
     """rollout sampling temperature; the same temperature divides logits when log-probs are recomputed"""
-    max_new_tokens: int = 48
+    max_new_tokens: int
     """longest response"""
-    value_model: str = "separate"
+    value_model: str
     """separate (initialised from the reward model) or head (a value head on the policy)"""
-    rewards: list[RewardTerm] = field(default_factory=lambda: [RewardTerm("reward_model", 1.0), RewardTerm("empathy", 0.5)])
+    rewards: list[RewardTerm]
     """weighted sum of registry rewards that PPO maximises"""
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    lora: LoraConfig
     """train a policy adapter; the reference is then the base with the adapter disabled"""
-    save_every: float = 0.1
+    save_every: float
     """checkpoint every this fraction of training, for resume"""
-    log_samples: int = 4
+    log_samples: int
     """responses printed per update (0 = none)"""
-    seed: int = 0
+    seed: int
     """seed of prompt order and sampling"""
 
     def validate(self) -> None:
@@ -404,41 +406,41 @@ class PPOConfig:
 
 @dataclass
 class GRPOConfig:
-    steps: int = 24
+    steps: int
     """optimizer steps; each samples num_generations responses for prompts_per_step prompts"""
-    prompts_per_step: int = 16
+    prompts_per_step: int
     """prompts per step (a group of num_generations responses each)"""
-    num_generations: int = 4
+    num_generations: int
     """responses per prompt, the group whose mean reward is the baseline"""
-    learning_rate: float = 1e-4
+    learning_rate: float
     """peak AdamW learning rate"""
-    lr_schedule: str = "constant"
+    lr_schedule: str
     """linear | constant | cosine (TRL scheduler names)"""
-    beta: float = 0.04
+    beta: float
     """KL coefficient to the SFT reference (0 loads no reference model)"""
-    epsilon: float = 0.2
+    epsilon: float
     """ratio clip epsilon"""
-    num_iterations: int = 1
+    num_iterations: int
     """optimizer passes over each generated batch (mu in the GRPO paper)"""
-    loss_type: str = "dapo"
+    loss_type: str
     """TRL GRPO loss aggregation: grpo, dr_grpo, dapo or bnpo"""
-    scale_rewards: str = "group"
+    scale_rewards: str
     """divide advantages by the group's (group), the batch's (batch) or no (none) reward std"""
-    temperature: float = 0.7
+    temperature: float
     """sampling temperature of training rollouts (the evaluation temperature, as for PPO)"""
-    max_completion_length: int = 48
+    max_completion_length: int
     """longest response in tokens"""
-    max_grad_norm: float = 1.0
+    max_grad_norm: float
     """global gradient-norm clip"""
-    normalize_rewards: bool = True
+    normalize_rewards: bool
     """normalise the reward model score with its stored mean/std on reference responses"""
-    rewards: list[RewardTerm] = field(default_factory=lambda: [RewardTerm("reward_model", 1.0), RewardTerm("empathy", 0.5)])
+    rewards: list[RewardTerm]
     """weighted registry rewards GRPO maximises (by default the same as ppo.rewards)"""
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    lora: LoraConfig
     """train a policy adapter instead of all weights"""
-    save_every: float = 0.25
+    save_every: float
     """checkpoint every this fraction of training, for resume"""
-    seed: int = 0
+    seed: int
     """seed of prompt order and sampling"""
 
     def validate(self) -> None:
@@ -467,21 +469,21 @@ class GRPOConfig:
 
 @dataclass
 class EvaluateConfig:
-    num_prompts: int = 256
+    num_prompts: int
     """held-out prompts scored per policy"""
-    temperature: float = 0.7
+    temperature: float
     """near-greedy sampling for the headline metrics (0 = greedy)"""
-    max_new_tokens: int = 48
+    max_new_tokens: int
     """longest response"""
-    batch_size: int = 64
+    batch_size: int
     """prompts per generation batch"""
-    ranked_prompts: int = 20
+    ranked_prompts: int
     """prompts in the ranked-samples page"""
-    ranked_completions: int = 4
+    ranked_completions: int
     """completions per prompt and policy in the ranked-samples page"""
-    ranked_temperature: float = 1.0
+    ranked_temperature: float
     """sampling temperature of the ranked samples (diversity is the point there)"""
-    seed: int = 0
+    seed: int
     """seed of prompt choice and sampling, the same for every policy"""
 
     def validate(self) -> None:
@@ -496,17 +498,21 @@ class EvaluateConfig:
 
 @dataclass
 class CohesionWeights:
-    """Weight of each index in the cohesion reward (rlhfpipe.rewards.cohesion); field names are its index keys."""
+    """Weight of each index in the cohesion reward (rlhfpipe.rewards.cohesion); field names are its index keys.
 
-    mattr: float = 1.0
+    The ``cohesion`` section weighs the evaluate metric and the cohesion reward of ppo, grpo and moodpo;
+    dialogue PPO has its own, ``dialogue.cohesion``.
+    """
+
+    mattr: float
     """lexical diversity; full weight so echoing alone cannot max the reward"""
-    adjacent_overlap_turn: float = 1.0
+    adjacent_overlap_turn: float
     """a reply picking up the previous turn's words: the most dialogue-specific signal"""
-    adjacent_overlap_sentence: float = 0.5
+    adjacent_overlap_sentence: float
     """local flow between sentences; half weight, as it double-counts turn overlap"""
-    connectives_all: float = 0.5
+    connectives_all: float
     """explicit links, saturating at CONNECTIVE_CAP; half weight, as it is the easiest to stuff"""
-    givenness: float = 0.5
+    givenness: float
     """staying on topic; half weight, as it rewards repetition like overlap does"""
 
     def validate(self) -> None:
@@ -523,36 +529,35 @@ class CohesionWeights:
 class DialogueConfig:
     """Child-teacher dialogue PPO (issue #8): the child writes one speaker's turns, the teacher the other's."""
 
-    child: ModelConfig = field(default_factory=lambda: ModelConfig(
-        hidden_size=64, num_layers=2, num_heads=2, intermediate_size=192, max_position_embeddings=256))
+    child: ModelConfig
     """the child policy: a from-scratch model of this shape (sharing the main tokenizer), or name_or_path"""
-    child_sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=1.0, learning_rate=3e-3, max_length=192))
+    child_sft: SFTConfig
     """supervised training of the child on the dialogue turns it will write"""
-    teacher: str = ""
+    teacher: str
     """the partner model: empty = the main SFT policy (models/sft); else a local path or hub id"""
-    teacher_temperature: float = 0.0
+    teacher_temperature: float
     """sampling temperature of the teacher's turns; 0 = greedy, which makes the cohesion reward a
     function of the child's turn alone (a sampled teacher adds noise as large as the learnable signal)"""
-    teacher_max_new_tokens: int = 24
+    teacher_max_new_tokens: int
     """longest teacher turn"""
-    min_words: int = 20
+    min_words: int
     """dialogues with fewer words are not used"""
-    max_words: int = 400
+    max_words: int
     """dialogues with more words are not used"""
-    context_turns: int = 2
+    context_turns: int
     """earlier turns the child (and the teacher) see before writing"""
-    epochs: float = 0.5
+    epochs: float
     """passes over the training windows; PPO updates = floor(epochs * windows / ppo.batch_size)"""
-    eval_windows: int = 128
+    eval_windows: int
     """held-out windows (test split) scored before and after PPO"""
-    eval_temperature: float = 0.7
+    eval_temperature: float
     """sampling temperature of the child in the before/after evaluation"""
-    cohesion: CohesionWeights = field(default_factory=CohesionWeights)
+    cohesion: CohesionWeights
     """weights of the cohesion reward's indices"""
-    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(rewards=[RewardTerm("cohesion", 1.0)], value_model="head"))
+    ppo: PPOConfig
     """PPO hyper-parameters of the child; total_episodes is derived (leave it out), max_new_tokens is the child's turn
     length, rewards mixes cohesion (of the window) with empathy or brevity (of the child's turn)"""
-    seed: int = 0
+    seed: int
     """seed of the teacher's sampling and of the before/after evaluation"""
 
     def validate(self) -> None:
@@ -567,9 +572,10 @@ class DialogueConfig:
         check(self.eval_windows >= 1, "eval_windows", self.eval_windows, "must be >= 1")
         check(self.eval_temperature >= 0, "eval_temperature", self.eval_temperature, "must be >= 0 (0 = greedy)")
         nested("cohesion", self.cohesion.validate)
-        check(self.ppo.total_episodes == PPOConfig.total_episodes, "ppo.total_episodes", self.ppo.total_episodes,
+        check(self.ppo.total_episodes == 0, "ppo.total_episodes", self.ppo.total_episodes,
               "derived from dialogue.epochs and the number of training windows; leave it out")
-        nested("ppo", self.ppo.validate)
+        # the rules that read total_episodes see one update's worth until ppo_for derives the real count
+        nested("ppo", dataclasses.replace(self.ppo, total_episodes=self.ppo.batch_size).validate)
         for i, term in enumerate(self.ppo.rewards):
             check(term.name in MODEL_FREE_REWARD_NAMES, f"ppo.rewards[{i}].name", term.name,
                   f"not available to the dialogue stage; use {', '.join(MODEL_FREE_REWARD_NAMES)}")
@@ -602,16 +608,16 @@ def validate_weight_vector(weights: list[float], n: int, key: str) -> None:
 
 @dataclass
 class MoodpoIteration:
-    steps: int = 20
+    steps: int
     """online DPO steps; each samples two completions per prompt of a batch"""
-    batch_size: int = 16
+    batch_size: int
     """prompts per step (moodpo.weights_per_prompt copies of each)"""
-    learning_rate: float = 1e-4
+    learning_rate: float
     """constant AdamW learning rate; 2e-4 with beta 0.1 collapsed the default policy to one-word answers"""
-    beta: float = 0.5
+    beta: float
     """DPO temperature beta against this iteration's starting policy (Rafailov et al. 2023); typical 0.1, higher
     keeps the policy closer to where the iteration started"""
-    seed: int = 0
+    seed: int
     """seed of prompt order, weight draws and sampling"""
 
     def validate(self) -> None:
@@ -623,28 +629,27 @@ class MoodpoIteration:
 
 @dataclass
 class MoodpoConfig:
-    objectives: list[MoodpoObjective] = field(default_factory=lambda: [
-        MoodpoObjective("reward_model", -6.0), MoodpoObjective("empathy", -1.0), MoodpoObjective("brevity", 0.0)])
+    objectives: list[MoodpoObjective]
     """objectives, in the order the weight instruction names them"""
-    alpha: float = 0.3
+    alpha: float
     """concentration of the symmetric Dirichlet the per-prompt weights are drawn from (1 = uniform on the simplex)"""
-    weights_per_prompt: int = 4
+    weights_per_prompt: int
     """copies of each prompt in a batch, each with its own weights, so the policy sees what the weights change"""
-    prompts: str = "data/prepared/prompts_train.jsonl"
+    prompts: str
     """training prompts: a prepared prompt set (.jsonl) or a CSV whose prompt_column holds user prompts"""
-    prompt_column: str = "prompt"
+    prompt_column: str
     """column of the prompt in a CSV prompts file"""
-    max_new_tokens: int = 40
+    max_new_tokens: int
     """longest sampled completion"""
-    temperature: float = 1.0
+    temperature: float
     """sampling temperature of the two completions"""
-    max_length: int = 256
+    max_length: int
     """longest prompt + completion in the DPO forward pass (the prompt is cut on the left)"""
-    missing_eos_penalty: float = 1.0
+    missing_eos_penalty: float
     """subtracted from the weighted reward of a completion that never emits EOS"""
-    iteration_1: MoodpoIteration = field(default_factory=MoodpoIteration)
+    iteration_1: MoodpoIteration
     """the iteration that starts from the SFT policy"""
-    iteration_2: MoodpoIteration = field(default_factory=lambda: MoodpoIteration(seed=1))
+    iteration_2: MoodpoIteration
     """the iteration that starts from iteration 1's policy"""
 
     def validate(self) -> None:
@@ -670,18 +675,17 @@ class MoodpoConfig:
 
 @dataclass
 class MoodpoEvalConfig:
-    grid: list[list[float]] = field(default_factory=lambda: [
-        [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.4, 0.3, 0.3]])
+    grid: list[list[float]]
     """weight vectors evaluated, each as long as moodpo.objectives, non-negative, one decimal, summing to 1"""
-    num_prompts: int = 128
+    num_prompts: int
     """held-out prompts answered under every weight vector"""
-    temperature: float = 0.7
+    temperature: float
     """sampling temperature, as in evaluate"""
-    max_new_tokens: int = 40
+    max_new_tokens: int
     """longest response"""
-    batch_size: int = 64
+    batch_size: int
     """prompts per generation batch"""
-    seed: int = 0
+    seed: int
     """seed of prompt choice and sampling, the same for every weight vector and policy"""
 
     def validate(self) -> None:
@@ -709,6 +713,7 @@ SECTIONS: dict[str, type] = {
     "ppo": PPOConfig,
     "grpo": GRPOConfig,
     "evaluate": EvaluateConfig,
+    "cohesion": CohesionWeights,
     "dialogue": DialogueConfig,
     "moodpo": MoodpoConfig,
     "moodpo_eval": MoodpoEvalConfig,
@@ -750,12 +755,10 @@ def _build(cls, raw, prefix: str):
     names = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
         check(key in names, f"{prefix}.{key}", raw[key], f"unknown key; known: {', '.join(sorted(names))}")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in raw.items()}
-    try:
-        obj = cls(**kwargs)
-    except TypeError as err:  # a required field (no default) is missing
-        raise ParamError(prefix, raw, str(err)) from None
-    return obj
+    for f in dataclasses.fields(cls):
+        if f.name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise PipelineError(f"params.yaml: {prefix}.{f.name}: missing key (params.yaml is the only source of values)")
+    return cls(**{k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in raw.items()})
 
 
 class ParamsLoader(yaml.SafeLoader):
@@ -779,8 +782,9 @@ def load_section(name: str, params_path: str | Path = "params.yaml"):
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise PipelineError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
-    section = params.get(name, {})
-    cfg = _build(cls, section if section is not None else {}, name)
+    if params.get(name) is None:
+        raise PipelineError(f"params.yaml: {name}: missing section")
+    cfg = _build(cls, params[name], name)
     nested(name, cfg.validate)
     return cfg
 

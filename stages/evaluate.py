@@ -20,7 +20,7 @@ def main(argv: list[str]) -> None:
     policy = sft if Path(policy_dir).resolve() == Path(sft_dir).resolve() else load_causal_lm(policy_dir, tokenizer).eval()
     rm = RewardModel(reward_dir)
     rows = read_jsonl(Path(prepared) / "prompts_test.jsonl")
-    metrics, samples = evaluate_policy(name, policy, sft, tokenizer, rm, rows, cfg)
+    metrics, samples = evaluate_policy(name, policy, sft, tokenizer, rm, rows, cfg, load_section("cohesion"))
     ranked = ranked_samples(name, policy, tokenizer, rm, rows, cfg)
     write_jsonl(samples_path, samples)
     write_json(ranked_path, ranked)

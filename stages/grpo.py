@@ -21,7 +21,8 @@ def main(argv: list[str]) -> None:
     distributed.init()
     tokenizer = load_tokenizer(sft_dir)
     prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
-    registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards)
+    registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards,
+                              cohesion_weights=load_section("cohesion"))
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "prompts_train.jsonl"),
                       file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
     with distributed.main_output(curves_dir) as curves:

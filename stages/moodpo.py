@@ -22,7 +22,8 @@ def main(argv: list[str]) -> None:
     tokenizer = load_tokenizer(start_dir)
     names = [o.name for o in cfg.objectives]
     dataset = weighted_prompts(load_prompts(prompts_path, cfg.prompt_column), names, cfg.alpha, cfg.weights_per_prompt, it)
-    registry = RewardRegistry(RewardModel(reward_dir) if "reward_model" in names else None)
+    registry = RewardRegistry(RewardModel(reward_dir) if "reward_model" in names else None,
+                              cohesion_weights=load_section("cohesion"))
     with atomic_path(curves_dir) as curves:
         live = open_live(curves)
         model, metrics = train_moodpo(cfg, it, f"moodpo_{n}", start_dir, tokenizer, dataset, registry, live)

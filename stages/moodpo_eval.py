@@ -21,7 +21,8 @@ def main(argv: list[str]) -> None:
     tokenizer = load_tokenizer(sft_dir)
     policies = {"moodpo": load_causal_lm(moodpo_dir, tokenizer).eval(), "sft": load_causal_lm(sft_dir, tokenizer).eval()}
     names = [o.name for o in moodpo.objectives]
-    registry = RewardRegistry(RewardModel(reward_dir) if "reward_model" in names else None)
+    registry = RewardRegistry(RewardModel(reward_dir) if "reward_model" in names else None,
+                              cohesion_weights=load_section("cohesion"))
     rows = read_jsonl(Path(prepared) / "prompts_test.jsonl")
     metrics, pareto = evaluate_grid(policies, tokenizer, registry, moodpo.objectives, rows, cfg)
     metrics["hypervolume_gain_over_sft"] = round(metrics["moodpo"]["hypervolume"] - metrics["sft"]["hypervolume"], 5)

@@ -23,7 +23,8 @@ def main(argv: list[str]) -> None:
     tokenizer = load_tokenizer(sft_dir)
     prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
     models = build_models(cfg, sft_dir, reward_dir, tokenizer, device)
-    registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards)
+    registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards,
+                              cohesion_weights=load_section("cohesion"))
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "prompts_train.jsonl"),
                       file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
     ckpt, _ = checkpoint_dir("ppo", key)

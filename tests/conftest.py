@@ -115,3 +115,21 @@ def stage(name: str, *args: str, cwd: Path, check: bool = False) -> subprocess.C
 @pytest.fixture
 def workdir(tmp_path):
     return tmp_path
+
+
+def params_config(section: str, params: dict | None = None, **fields):
+    """A config dataclass as params.yaml gives it (validated), with ``fields`` replaced.
+
+    Config dataclasses have no defaults; tests take every value a test does not set from params.yaml too.
+    """
+    import dataclasses
+    import tempfile
+
+    import yaml
+
+    from rlhfpipe.config import load_section
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "params.yaml"
+        path.write_text(yaml.safe_dump(params or yaml.safe_load((REPO / "params.yaml").read_text()), sort_keys=False))
+        return dataclasses.replace(load_section(section, path), **fields)

@@ -12,7 +12,7 @@ STAGES = sorted(p.stem for p in (REPO / "stages").glob("*.py"))
 
 
 def cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "rlhfpipe.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "rlhfpipe", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_help_lists_every_stage_and_the_tools():

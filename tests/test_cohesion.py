@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import params_config
 from rlhfpipe.config import ParamError
 from rlhfpipe.rewards.cohesion import (
     CONNECTIVE_CAP,
@@ -144,7 +145,7 @@ def test_givenness_and_pronoun_density():
 @pytest.mark.parametrize("turns", [[], [""], ["   ", "...", "!!"]])
 def test_empty_input_gives_zeros(turns):
     assert cohesion_indices(turns) == dict.fromkeys(INDEX_KEYS, 0.0)
-    assert cohesion_reward(turns, CohesionWeights()) == 0.0
+    assert cohesion_reward(turns, params_config("cohesion")) == 0.0
 
 
 def test_single_function_word_turn_is_defined():
@@ -162,7 +163,7 @@ DIALOGUES = [
 
 
 def test_reward_bounded_and_deterministic():
-    weights = CohesionWeights()
+    weights = params_config("cohesion")
     first = cohesion_rewards(DIALOGUES, weights)
     assert first == cohesion_rewards(DIALOGUES, weights)
     assert all(0.0 <= r <= 1.0 for r in first)
@@ -187,13 +188,13 @@ def test_connective_rate_below_cap_is_linear():
 
 # --- weight validation ----------------------------------------------------------------------------
 def test_default_weights_validate():
-    CohesionWeights().validate()
+    params_config("cohesion").validate()
 
 
 @pytest.mark.parametrize("value", [-0.1, float("nan"), float("inf")])
 def test_bad_weight_names_its_key(value):
     with pytest.raises(ParamError) as err:
-        CohesionWeights(givenness=value).validate()
+        params_config("cohesion", givenness=value).validate()
     assert err.value.key == "givenness"
 
 

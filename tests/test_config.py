@@ -1,14 +1,25 @@
 """Params validation: every bad value fails once, with one line naming the key, the value and the rule."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
+from conftest import merge
+
 from rlhfpipe.config import ParamError, load_section
+from rlhfpipe.errors import PipelineError
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write(tmp_path, section: str, values: dict):
+    """params.yaml with ``values`` merged over ``section``."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    merge(params[section], values)
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({section: values}))
+    path.write_text(yaml.safe_dump(params))
     return path
 
 
@@ -49,11 +60,61 @@ def test_bad_params_name_the_key(tmp_path, section, values, key):
     assert "\n" not in message
 
 
-def test_ints_are_accepted_for_floats_and_defaults_fill_in(tmp_path):
+def test_ints_are_accepted_for_floats(tmp_path):
     cfg = load_section("ppo", write(tmp_path, "ppo", {"kl_coef": 1, "batch_size": 32, "mini_batches": 4}))
     assert cfg.kl_coef == 1.0 and isinstance(cfg.kl_coef, float)
     assert cfg.mini_batch_size == 8 and cfg.micro_batch_size == 8
-    assert cfg.cliprange == 0.2
+
+
+@pytest.mark.parametrize("section, dotted", [("ppo", ["kl_coef"]), ("dialogue", ["ppo", "temperature"]),
+                                             ("ppo", ["rewards", 0, "weight"]), ("cohesion", ["givenness"])])
+def test_a_missing_key_fails_in_one_line_naming_it(tmp_path, section, dotted):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    node = params[section]
+    for key in dotted[:-1]:
+        node = node[key]
+    del node[dotted[-1]]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(PipelineError) as err:
+        load_section(section, path)
+    name = section + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in dotted)
+    assert str(err.value) == f"params.yaml: {name}: missing key (params.yaml is the only source of values)"
+
+
+def test_a_missing_key_stops_a_stage_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    del params["corpus"]["seed"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run([sys.executable, str(REPO / "stages/corpus.py"), "corpus.jsonl"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: params.yaml: corpus.seed: missing key (params.yaml is the only source of values)\n"
+    assert not (tmp_path / "corpus.jsonl").exists()
+
+
+def test_config_dataclasses_have_no_defaults_but_the_documented_optional_one():
+    import dataclasses
+
+    from rlhfpipe.config import SECTIONS, field_docs
+
+    seen, todo, defaults = set(), list(SECTIONS.values()), []
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        hints = __import__("typing").get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            inner = [t for t in (hints[f.name], *__import__("typing").get_args(hints[f.name])) if dataclasses.is_dataclass(t)]
+            todo += inner
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                defaults.append(f"{cls.__name__}.{f.name}")
+                assert "optional" in field_docs(cls)[f.name]
+    assert defaults == ["PPOConfig.total_episodes"]
 
 
 def test_default_params_file_is_valid():
@@ -64,8 +125,6 @@ def test_default_params_file_is_valid():
 
 
 def test_broken_yaml_names_the_line(tmp_path):
-    from rlhfpipe.errors import PipelineError
-
     path = tmp_path / "params.yaml"
     path.write_text("ppo:\n  kl_coef: [0.1\n")
     with pytest.raises(PipelineError, match=r"params.yaml:\d+: not valid YAML"):

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_repo, repro_until, run, tiny_params, write_params
-from rlhfpipe.config import CohesionWeights, DialogueConfig, ParamError, RewardTerm, load_section
+from conftest import params_config
+from rlhfpipe.config import CohesionWeights, ParamError, RewardTerm, load_section
 from rlhfpipe.dialogue.windows import DialogueReward, Teacher, as_prompt, content_seed, read_windows, speaker_turns
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.rewards.cohesion import cohesion_indices, cohesion_rewards
@@ -60,11 +61,10 @@ def test_windows_are_child_turns_after_context_in_dialogues_of_allowed_length(tm
 
 
 def test_switchboard_dialogues_give_windows_for_caller_a(tmp_path):
-    from rlhfpipe.config import DataConfig
     from rlhfpipe.data.formats import read_records
 
     fixture = REPO / "tests/fixtures/formats/switchboard"
-    records = read_records("switchboard", str(fixture), DataConfig(min_words=5, max_words=400))
+    records = read_records("switchboard", str(fixture), params_config("data", min_words=5, max_words=400))
     windows, kept = read_windows(write_dialogues(tmp_path / "sw.jsonl", [d.to_json() for d in records.dialogues]),
                                  5, 400, 2)
     # sw4325: A, B, A, B -> the child (caller A) answers B once, after both earlier turns
@@ -105,7 +105,7 @@ class EchoTeacher:
 
 def test_cohesion_scores_the_window_and_other_terms_the_child_turn():
     teacher = EchoTeacher()
-    weights = CohesionWeights(mattr=0.0, adjacent_overlap_sentence=0.0, connectives_all=0.0, givenness=0.0)
+    weights = params_config("cohesion", mattr=0.0, adjacent_overlap_sentence=0.0, connectives_all=0.0, givenness=0.0)
     reward = DialogueReward(teacher, RewardRegistry(cohesion_weights=weights))
     prompts = [as_prompt(["I lost my job.", "What worries you?"])]
     child = ["The rent and my job."]
@@ -121,7 +121,7 @@ def test_cohesion_scores_the_window_and_other_terms_the_child_turn():
 
 def test_an_empty_child_turn_earns_no_cohesion():
     # skipped by the overlap indices, an empty turn would let the teacher's echo count as a reply to the context
-    reward = DialogueReward(EchoTeacher(), RewardRegistry())
+    reward = DialogueReward(EchoTeacher(), RewardRegistry(cohesion_weights=params_config("cohesion")))
     prompts = [as_prompt(["I lost my job.", "Your job and the rent worry you."])] * 3
     _, parts = reward.combine([RewardTerm("cohesion", 1.0)], prompts, ["", "...", "The rent, yes."])
     assert parts["cohesion"][:2].tolist() == [0.0, 0.0] and float(parts["cohesion"][2]) > 0
@@ -129,11 +129,11 @@ def test_an_empty_child_turn_earns_no_cohesion():
 
 def test_registry_cohesion_uses_the_given_weights():
     prompts, responses = [[{"role": "user", "content": "the cat saw the dog"}]], ["so"]
-    only_mattr = CohesionWeights(adjacent_overlap_turn=0.0, adjacent_overlap_sentence=0.0, connectives_all=0.0,
+    only_mattr = params_config("cohesion", adjacent_overlap_turn=0.0, adjacent_overlap_sentence=0.0, connectives_all=0.0,
                                  givenness=0.0)
     mattr = cohesion_indices(["the cat saw the dog", "so"])["mattr"]
     assert float(RewardRegistry(cohesion_weights=only_mattr).score("cohesion", prompts, responses)[0]) == pytest.approx(mattr)
-    assert RewardRegistry().score("cohesion", prompts, responses)[0] != pytest.approx(mattr)
+    assert RewardRegistry(cohesion_weights=params_config("cohesion")).score("cohesion", prompts, responses)[0] != pytest.approx(mattr)
 
 
 def test_cohesion_reward_bounded_and_deterministic_on_random_dialogues():
@@ -142,7 +142,7 @@ def test_cohesion_reward_bounded_and_deterministic_on_random_dialogues():
              *[p for ps in CONNECTIVES.values() for p in ps]]
     windows = [[" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30))) for _ in range(rng.randint(0, 5))]
                for _ in range(200)]
-    for weights in (CohesionWeights(), CohesionWeights(mattr=0.0, adjacent_overlap_turn=0.0, adjacent_overlap_sentence=0.0,
+    for weights in (params_config("cohesion"), params_config("cohesion", mattr=0.0, adjacent_overlap_turn=0.0, adjacent_overlap_sentence=0.0,
                                                        givenness=0.0, connectives_all=3.0)):
         scores = cohesion_rewards(windows, weights)
         assert all(0.0 <= s <= 1.0 for s in scores)
@@ -152,7 +152,7 @@ def test_cohesion_reward_bounded_and_deterministic_on_random_dialogues():
 # --- params ---------------------------------------------------------------------------------------
 def test_default_params_section_validates():
     cfg = load_section("dialogue", REPO / "params.yaml")
-    assert cfg.ppo.rewards == [RewardTerm("cohesion", 1.0)] and cfg.cohesion == CohesionWeights()
+    assert cfg.ppo.rewards == [RewardTerm("cohesion", 1.0)] and cfg.cohesion == params_config("cohesion")
 
 
 def test_every_cohesion_weight_names_an_index():
@@ -164,7 +164,7 @@ def test_every_cohesion_weight_names_an_index():
 
 
 def test_updates_follow_windows_epochs_and_batch():
-    cfg = DialogueConfig(epochs=0.5)
+    cfg = params_config("dialogue", epochs=0.5)
     assert cfg.ppo_for(2746).num_updates == 2746 // 2 // cfg.ppo.batch_size
     assert cfg.ppo_for(2746).total_episodes == cfg.ppo_for(2746).num_updates * cfg.ppo.batch_size
     with pytest.raises(ParamError) as err:
@@ -194,7 +194,6 @@ def test_bad_dialogue_params_name_their_key(tmp_path, values, key):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A project folder with a held-out split, a tiny child and a tiny teacher, and tiny params."""
-    from rlhfpipe.config import ModelConfig
     from rlhfpipe.models.loading import build_causal_lm, save_model, train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny")
@@ -202,7 +201,7 @@ def tiny(tmp_path_factory):
     write_dialogues(root / "data/prepared/dialogues_test.jsonl")
     tokenizer = train_tokenizer([t["content"] for d in DIALOGUES for t in d["turns"]] * 20, 300)
     for name, seed in (("child_sft", 0), ("sft", 1)):
-        model = build_causal_lm(ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+        model = build_causal_lm(params_config("model", hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
                                             max_position_embeddings=256, seed=seed), tokenizer)
         save_model(model, tokenizer, root / "models" / name)
     write_params(root, tiny_params({"runtime": {"num_threads": 1}}))

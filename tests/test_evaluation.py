@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import math
 import warnings
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from rlhfpipe.config import EvaluateConfig
+from conftest import params_config
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.evaluation.metrics import (
     bootstrap_ci,
@@ -37,6 +36,8 @@ from rlhfpipe.rewards.empathy import vader_compound
 POSITIVE = "I am so glad you reached out, you are doing great."
 NEGATIVE = "This is terrible and I hate it."
 NEUTRAL = "The meeting is on Tuesday at noon."
+
+COHESION = params_config("cohesion")
 
 
 # --- policy metrics -------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ def test_hand_kl_by_hand():
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
 def test_respond_kl_matches_hand_computation_on_a_two_token_toy(temperature):
-    cfg = EvaluateConfig(batch_size=5, max_new_tokens=6)
+    cfg = params_config("evaluate", batch_size=5, max_new_tokens=6)
     # seed 2 samples an immediate EOS, a response without EOS and some between, at both temperatures
     texts, kls = respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, temperature, seed=2, reference=REFERENCE)
     # greedy samples (and scores) at temperature 1
@@ -170,7 +171,7 @@ def test_respond_kl_matches_hand_computation_on_a_two_token_toy(temperature):
 
 
 def test_respond_against_itself_or_nothing():
-    cfg = EvaluateConfig(batch_size=5, max_new_tokens=6)
+    cfg = params_config("evaluate", batch_size=5, max_new_tokens=6)
     texts, kls = respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=0, reference=POLICY)
     assert kls == [0.0] * len(TOY_PROMPTS)
     assert respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=0) == (texts, None)
@@ -190,10 +191,10 @@ TOY_ROWS = [{"id": f"r{i}", "prompt": p, "reference": "a a"} for i, p in enumera
 
 
 def test_evaluate_policy_on_the_toy_by_hand():
-    cfg = EvaluateConfig(num_prompts=8, batch_size=5, max_new_tokens=6, temperature=1.0, seed=3)
-    metrics, samples = evaluate_policy("ppo", POLICY, REFERENCE, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg)
+    cfg = params_config("evaluate", num_prompts=8, batch_size=5, max_new_tokens=6, temperature=1.0, seed=3)
+    metrics, samples = evaluate_policy("ppo", POLICY, REFERENCE, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg, COHESION)
     assert (metrics, samples) == evaluate_policy("ppo", POLICY, REFERENCE, ToyTokenizer(), LengthRewardModel(),
-                                                 TOY_ROWS, cfg)  # deterministic
+                                                 TOY_ROWS, cfg, COHESION)  # deterministic
     lengths = [len(s["response"].split()) for s in samples]
     kls = [hand_kl(s["response"], 6, 1.0) for s in samples]
     assert metrics["prompts"] == len(samples) == 8
@@ -205,7 +206,7 @@ def test_evaluate_policy_on_the_toy_by_hand():
 
     # the reference plays SFT: its responses to the same prompts, with the same seed, are the baseline
     sft_metrics, sft_samples = evaluate_policy("sft", REFERENCE, REFERENCE, ToyTokenizer(), LengthRewardModel(),
-                                               TOY_ROWS, cfg)
+                                               TOY_ROWS, cfg, COHESION)
     assert sft_metrics["kl_to_sft"] == 0.0
     sft_texts, _ = respond(REFERENCE, ToyTokenizer(), [s["prompt"] for s in samples], cfg, 1.0, seed=3)
     assert [s["response"] for s in sft_samples] == sft_texts
@@ -223,7 +224,7 @@ def test_paired_win_rate_pairs_by_id_and_refuses_other_prompts():
 
 
 def test_ranked_samples_label_each_prompts_completions():
-    cfg = EvaluateConfig(ranked_prompts=4, ranked_completions=5, batch_size=7, max_new_tokens=6, seed=0)
+    cfg = params_config("evaluate", ranked_prompts=4, ranked_completions=5, batch_size=7, max_new_tokens=6, seed=0)
     ranked = ranked_samples("ppo", POLICY, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg)
     assert len(ranked) == 4 and {row["policy"] for row in ranked} == {"ppo"}
     assert len({repr(row["prompt"]) for row in ranked}) == 4
@@ -235,49 +236,11 @@ def test_ranked_samples_label_each_prompts_completions():
 
 # --- what DVC reruns evaluation for ---------------------------------------------------------------
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CODE = {"rlhfpipe/cli.py", "rlhfpipe/config.py", "rlhfpipe/errors.py", "rlhfpipe/io.py"}
-"""Used by every stage; by dvc.yaml's convention a stage lists only the code of its own."""
-
-
-def imported_code(path: Path) -> set[str]:
-    """Files of every rlhfpipe module ``path`` imports, directly or through others, lazy imports included."""
-    seen, todo = set(), [path]
-    while todo:
-        tree = ast.parse(todo.pop().read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "rlhfpipe":
-                # `from rlhfpipe.a import b` may name a function of a.py or the module a/b.py
-                candidates = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-                for module in candidates:
-                    for file in (REPO / (module.replace(".", "/") + ".py"), REPO / module.replace(".", "/") / "__init__.py"):
-                        rel = file.relative_to(REPO).as_posix()
-                        if file.is_file() and rel not in seen:
-                            seen.add(rel)
-                            todo.append(file)
-    return seen
-
-
-def test_imported_code_follows_imports_transitively():
-    code = imported_code(REPO / "stages/compare.py")
-    assert {"rlhfpipe/evaluation/metrics.py", "rlhfpipe/rewards/empathy.py", "rlhfpipe/errors.py"} <= code
-    assert "rlhfpipe/evaluation/policy.py" not in code
-
-
-@pytest.mark.parametrize("stage", ["evaluate", "compare"])
-def test_stage_deps_cover_every_module_it_imports(stage):
-    # a module missing from deps would let DVC skip a rerun that changes the metrics
-    imported = {f for f in imported_code(REPO / f"stages/{stage}.py") - SHARED_CODE
-                if not f.endswith("/__init__.py")}  # package docstrings, no code
-    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
-    deps = (declared.get("do") or declared)["deps"]
-    uncovered = [f for f in sorted(imported) if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
-    assert uncovered == [], f"{stage}: imported but not in dvc.yaml deps"
-    assert f"stages/{stage}.py" in deps
 
 
 def test_evaluate_reruns_only_for_its_policy_prompts_reward_model_and_eval_params():
     declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["evaluate"]["do"]
-    assert declared["params"] == ["runtime.num_threads", "evaluate"]
+    assert declared["params"] == ["runtime.num_threads", "evaluate", "cohesion"]
     assert {d for d in declared["deps"] if not d.startswith(("stages/", "rlhfpipe/"))} == {
         "data/prepared", "models/${item}", "models/sft", "models/reward"}
 

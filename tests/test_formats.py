@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhfpipe.config import DataConfig
+from conftest import params_config
 from rlhfpipe.data.formats import READERS, read_records
 from rlhfpipe.errors import PipelineError
 
@@ -19,7 +19,7 @@ COUNSEL_CHAT = Path(__file__).resolve().parents[2] / "shared/data/counsel_chat.c
 
 
 def read(source: str, name: str, **cfg):
-    return read_records(source, str(FIXTURES / name), DataConfig(**cfg))
+    return read_records(source, str(FIXTURES / name), params_config("data", **cfg))
 
 
 def roles_texts(dialogue) -> list[tuple[str, str]]:
@@ -28,7 +28,7 @@ def roles_texts(dialogue) -> list[tuple[str, str]]:
 
 def error_of(source: str, path: Path | str, **cfg) -> str:
     with pytest.raises(PipelineError) as info:
-        read_records(source, str(path), DataConfig(**cfg))
+        read_records(source, str(path), params_config("data", **cfg))
     message = str(info.value)
     assert "\n" not in message, message
     return message
@@ -116,7 +116,7 @@ def test_counsel_chat_fixture_groups_splits_and_drops_empty_answers():
 
 @pytest.mark.skipif(not COUNSEL_CHAT.is_file(), reason="shared counsel_chat.csv not present")
 def test_counsel_chat_real_file():
-    records = read_records("counsel_chat", str(COUNSEL_CHAT), DataConfig())
+    records = read_records("counsel_chat", str(COUNSEL_CHAT), params_config("data"))
     assert len(records.dialogues) == 2129 and records.dropped == {}
     assert len({d.group_id for d in records.dialogues}) == 815
     assert Counter(d.split for d in records.dialogues) == {"train": 1839, "val": 173, "test": 117}
@@ -166,10 +166,10 @@ def test_switchboard_rebuilds_turns_and_strips_markup():
 
 def test_switchboard_single_file_and_max_words():
     one = FIXTURES / "switchboard/sw01utt/sw_0102_2001.utt.csv"
-    (dialogue,) = read_records("switchboard", str(one), DataConfig(min_words=0, max_words=10)).dialogues
+    (dialogue,) = read_records("switchboard", str(one), params_config("data", min_words=0, max_words=10)).dialogues
     assert roles_texts(dialogue) == [("user", "Hi."), ("assistant", "hi.")]
     with pytest.raises(PipelineError, match="no records left after dropping word_count_out_of_range=1"):
-        read_records("switchboard", str(one), DataConfig(min_words=3, max_words=10))
+        read_records("switchboard", str(one), params_config("data", min_words=3, max_words=10))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,13 +255,13 @@ CONTEXT_ROWS = [{"Context": "I can't sleep.", "Response": "Try a fixed bedtime."
 
 def test_load_from_disk_dataset_and_dataset_dict(offline, tmp_path):
     offline.Dataset.from_list(CONTEXT_ROWS).save_to_disk(str(tmp_path / "single"))
-    records = read_records("context_response", str(tmp_path / "single"), DataConfig())
+    records = read_records("context_response", str(tmp_path / "single"), params_config("data"))
     assert [roles_texts(d)[1][1] for d in records.dialogues] == ["Try a fixed bedtime.", "Who could you call today?"]
     assert {d.split for d in records.dialogues} == {None}  # one split: nothing to honour
 
     offline.DatasetDict({"train": offline.Dataset.from_list(CONTEXT_ROWS[:1]),
                          "validation": offline.Dataset.from_list(CONTEXT_ROWS[1:])}).save_to_disk(str(tmp_path / "dict"))
-    records = read_records("context_response", str(tmp_path / "dict"), DataConfig())
+    records = read_records("context_response", str(tmp_path / "dict"), params_config("data"))
     assert [d.split for d in records.dialogues] == ["train", "val"]
 
 
@@ -271,7 +271,7 @@ def test_load_dataset_from_dir_of_json_files(offline, tmp_path):
     rows = [json.loads(line) for line in (FIXTURES / "orca_dpo.jsonl").read_text().splitlines()]
     (data / "train.jsonl").write_text(json.dumps(rows[0]) + "\n")
     (data / "test.jsonl").write_text(json.dumps(rows[1]) + "\n")
-    records = read_records("orca_dpo", str(data), DataConfig())
+    records = read_records("orca_dpo", str(data), params_config("data"))
     assert {(p.chosen, p.split) for p in records.pairs} == {("Hello.", "train"), ("2 + 2 equals 4.", "test")}
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from rlhfpipe.config import ModelConfig
+from conftest import params_config
 from rlhfpipe.data.corpus import generate_corpus
 from rlhfpipe.models.generation import encode_prompts, sample, sample_from
 from rlhfpipe.models.loading import build_causal_lm, train_tokenizer
@@ -21,7 +21,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def policy(tokenizer):
-    cfg = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256)
+    cfg = params_config("model", hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256)
     return build_causal_lm(cfg, tokenizer).eval()
 
 

@@ -1,5 +1,6 @@
 """MOODPO: weights, the weight instruction, the weighted reward, hypervolume, params checks; one slow e2e run."""
 
+import dataclasses
 import json
 import re
 
@@ -9,6 +10,7 @@ import torch
 import yaml
 
 from conftest import REPO, copy_repo, run, tiny_params, write_params
+from conftest import params_config
 from rlhfpipe.config import ParamError, load_section
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.moodpo.weights import (format_instruction, hypervolume, parse_instruction, responsiveness, round_to_units,
@@ -81,10 +83,9 @@ def test_responsiveness_flags_a_noise_level_difference_as_not_significant():
 
 
 def test_weighted_prompts_repeat_each_prompt_with_its_own_weights():
-    from rlhfpipe.config import MoodpoIteration
 
     prompts = [[{"role": "user", "content": f"p{i}"}] for i in range(5)]
-    ds = weighted_prompts(prompts, NAMES, 1.0, 2, MoodpoIteration(steps=3, batch_size=4, seed=0))
+    ds = weighted_prompts(prompts, NAMES, 1.0, 2, dataclasses.replace(params_config("moodpo").iteration_1, steps=3, batch_size=4, seed=0))
     assert len(ds) == 12
     users = [row["prompt"][-1]["content"] for row in ds]
     assert users[0::2] == users[1::2]  # copies sit side by side, so they share a batch

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from rlhfpipe.config import PreferencesConfig
+from conftest import params_config
 from rlhfpipe.data.preferences import dedupe_and_split, pair, prompt_key, rouge_filter, upvote_pairs
 
 from conftest import SHARED_DATA, copy_repo, stage, tiny_params, write_params
@@ -32,7 +32,7 @@ def test_dedupe_drops_duplicates_and_identical_pairs_and_keeps_prompts_apart():
     pairs.append(pair(prompt, "a", "a", "g9", "generated"))
     pairs += [pair([{"role": "user", "content": f"p{i}"}], "good", "bad", f"h{i}", "generated") for i in range(200)]
     dropped = Counter()
-    splits = dedupe_and_split(pairs, PreferencesConfig(test_fraction=0.2), dropped)
+    splits = dedupe_and_split(pairs, params_config("preferences", test_fraction=0.2), dropped)
     assert dropped["chosen_equals_rejected"] == 1
     assert dropped["duplicate"] == 2
     assert splits["test"], "some pairs must land in the test split"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SHARED_DATA, copy_repo, repro_until, run, tiny_params, write_params
+from conftest import REPO, SHARED_DATA, copy_repo, merge, repro_until, run, tiny_params, write_params
 
 FIXTURES = REPO / "tests" / "fixtures" / "formats"
 
@@ -67,7 +67,7 @@ def snapshot(root: Path, paths: list[str]) -> dict:
 def set_params(root: Path, **sections) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     for section, values in sections.items():
-        params[section].update(values)
+        merge(params[section], values)
     write_params(root, params)
 
 
@@ -279,7 +279,9 @@ def test_bad_inputs_cover_every_stage_and_both_output_checks(base):
 def test_non_finite_numbers_are_refused(tmp_path, section, values, key):
     from rlhfpipe.config import ParamError, load_section
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({section: values}))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    merge(params[section], values)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ParamError) as err:
         load_section(section, tmp_path / "params.yaml")
     assert err.value.key == key and err.value.rule == "must be a finite number"

@@ -55,7 +55,8 @@ def respond(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, t
     return texts, kls if reference is not None else None
 
 
-def evaluate_policy(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg: EvaluateConfig) -> tuple[dict, list[dict]]:
+def evaluate_policy(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg: EvaluateConfig,
+                    cohesion: CohesionWeights) -> tuple[dict, list[dict]]:
     """Metrics of one policy and its scored samples; the win rate against SFT is paired up from the
     samples of both by the compare stage (``evaluation.paired_win_rate``), so SFT is sampled once."""
     rows = choose(rows, cfg.num_prompts, cfg.seed)
@@ -74,7 +75,7 @@ def evaluate_policy(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg
         "response_words": float(np.mean([len(t.split()) for t in texts])),
         "distinct_1": ev.distinct_n(texts, 1),
         "distinct_2": ev.distinct_n(texts, 2),
-        "cohesion": float(np.mean(cohesion_rewards(windows, CohesionWeights()))),
+        "cohesion": float(np.mean(cohesion_rewards(windows, cohesion))),
         "prompts": len(rows),
     }
     metrics = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}

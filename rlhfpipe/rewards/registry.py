@@ -31,28 +31,29 @@ def empathy(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
     return torch.tensor(empathy_scores(responses), dtype=torch.float32)
 
 
-def cohesion(prompts: list[list[dict]], responses: list[str], weights: CohesionWeights | None = None) -> torch.Tensor:
+def cohesion(prompts: list[list[dict]], responses: list[str], weights: CohesionWeights) -> torch.Tensor:
     """TAACO-style cohesion of the dialogue window the response closes, in [0, 1] (default weights unless given)."""
     from rlhfpipe.rewards.cohesion import cohesion_rewards
 
     windows = [[m["content"] for m in p if m["role"] != "system"] + [r] for p, r in zip(prompts, responses)]
-    return torch.tensor(cohesion_rewards(windows, weights or CohesionWeights()), dtype=torch.float32)
+    return torch.tensor(cohesion_rewards(windows, weights), dtype=torch.float32)
 
 
 class RewardRegistry:
-    """Resolves reward names; the reward model is injected because it is loaded from a stage dep."""
+    """Resolves reward names; the reward model and the cohesion weights are injected, as a stage loads them."""
 
     def __init__(self, reward_model=None, normalize_reward_model: bool = True, batch_size: int = 64,
                  cohesion_weights: CohesionWeights | None = None):
-        self.functions: dict[str, Callable] = {"brevity": brevity, "empathy": empathy,
-                                               "cohesion": lambda p, r: cohesion(p, r, cohesion_weights)}
+        self.functions: dict[str, Callable] = {"brevity": brevity, "empathy": empathy}
+        if cohesion_weights is not None:
+            self.functions["cohesion"] = lambda p, r: cohesion(p, r, cohesion_weights)
         if reward_model is not None:
             self.functions["reward_model"] = lambda p, r: reward_model.score(
                 p, r, batch_size=batch_size, normalize=normalize_reward_model)
 
     def score(self, name: str, prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
         if name not in self.functions:
-            raise PipelineError(f"reward {name!r} needs its model; known here: {', '.join(sorted(self.functions))}")
+            raise PipelineError(f"reward {name!r} needs its model or weights; known here: {', '.join(sorted(self.functions))}")
         return self.functions[name](prompts, responses).float()
 
     def combine(self, terms: list[RewardTerm], prompts: list[list[dict]], responses: list[str]

@@ -1,0 +1,5 @@
+"""``python -m rlhfpipe``: the ``rlhfpipe`` command."""
+
+from rlhfpipe.command import main
+
+main()
