@@ -95,6 +95,9 @@ def validate_reward_terms(terms: list[RewardTerm], key: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # Sections
 # --------------------------------------------------------------------------------------------------
+TRACKERS = ("dvclive", "tensorboard", "wandb")
+
+
 @dataclass
 class RuntimeConfig:
     num_threads: int
@@ -102,8 +105,16 @@ class RuntimeConfig:
     launcher: str
     """command that starts the sft, reward and ppo stages: python, torchrun --nproc_per_node N, or
     accelerate launch --config_file configs/accelerate/<name>.yaml (batch sizes stay global)"""
+    report_to: list[str]
+    """trackers of the training stages: dvclive (always on, its curves are DVC outs), tensorboard, wandb"""
+    tracker_dir: str
+    """where tensorboard and wandb write, one folder per stage; git- and dvc-ignored, never a DVC out"""
 
     def validate(self) -> None:
+        for i, name in enumerate(self.report_to):
+            check(name in TRACKERS, f"report_to[{i}]", name, f"unknown tracker; known: {', '.join(TRACKERS)}")
+        check(len(set(self.report_to)) == len(self.report_to), "report_to", self.report_to, "names a tracker twice")
+        check(self.tracker_dir.strip() != "", "tracker_dir", self.tracker_dir, "must name a folder")
         check(self.num_threads >= 1, "num_threads", self.num_threads, "must be >= 1")
         check(self.launcher.strip() != "", "launcher", self.launcher, "must name a command, e.g. python")
 

@@ -10,6 +10,7 @@ from rlhfpipe.evaluation.metrics import bootstrap_ci
 from rlhfpipe.io import atomic_path, write_json, write_jsonl
 from rlhfpipe.models.loading import load_tokenizer, save_model
 from rlhfpipe.rewards.registry import RewardRegistry
+from rlhfpipe.training import trackers
 from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live
 from rlhfpipe.training.ppo import build_models, checkpoint_interval, run_config, train_ppo
 
@@ -19,6 +20,7 @@ def main(argv: list[str]) -> None:
         argv, 7, "dialogue_ppo.py PREPARED_DIR CHILD_DIR SFT_DIR OUT_DIR METRICS_JSON CURVES_DIR SAMPLES_JSONL")
     runtime, cfg = load_section("runtime"), load_section("dialogue")
     setup_runtime(runtime.num_threads, cfg.ppo.seed)
+    trackers.activate(runtime.report_to, runtime.tracker_dir, "dialogue_ppo")
     device = distributed.init()
     words = (cfg.min_words, cfg.max_words, cfg.context_turns)
     train, train_dialogues = read_windows(Path(prepared) / "dialogues_train.jsonl", *words)

@@ -9,6 +9,7 @@ from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import load_tokenizer, save_model
 from rlhfpipe.rewards.registry import RewardRegistry
 from rlhfpipe.rewards.reward_model import RewardModel
+from rlhfpipe.training import trackers
 from rlhfpipe.training.common import file_digest, fingerprint, open_live
 from rlhfpipe.training.grpo import train_grpo
 
@@ -18,6 +19,7 @@ def main(argv: list[str]) -> None:
         argv, 6, "grpo.py PREPARED_DIR SFT_DIR REWARD_DIR OUT_DIR METRICS_JSON CURVES_DIR")
     runtime, cfg = load_section("runtime"), load_section("grpo")
     setup_runtime(runtime.num_threads, cfg.seed)
+    trackers.activate(runtime.report_to, runtime.tracker_dir, "grpo")
     distributed.init()
     tokenizer = load_tokenizer(sft_dir)
     prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]

@@ -8,6 +8,7 @@ from rlhfpipe.models.loading import load_tokenizer, save_model
 from rlhfpipe.moodpo.training import load_prompts, train_moodpo, weighted_prompts
 from rlhfpipe.rewards.registry import RewardRegistry
 from rlhfpipe.rewards.reward_model import RewardModel
+from rlhfpipe.training import trackers
 from rlhfpipe.training.common import clear_checkpoints, open_live
 
 
@@ -19,6 +20,7 @@ def main(argv: list[str]) -> None:
         raise PipelineError(f"moodpo.py: ITERATION must be 1 or 2, got {n!r}")
     it = getattr(cfg, f"iteration_{n}")
     setup_runtime(runtime.num_threads, it.seed)
+    trackers.activate(runtime.report_to, runtime.tracker_dir, f"moodpo_{n}")
     tokenizer = load_tokenizer(start_dir)
     names = [o.name for o in cfg.objectives]
     dataset = weighted_prompts(load_prompts(prompts_path, cfg.prompt_column), names, cfg.alpha, cfg.weights_per_prompt, it)

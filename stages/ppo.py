@@ -10,6 +10,7 @@ from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import load_tokenizer, save_model
 from rlhfpipe.rewards.registry import RewardRegistry
 from rlhfpipe.rewards.reward_model import RewardModel
+from rlhfpipe.training import trackers
 from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live
 from rlhfpipe.training.ppo import build_models, run_config, train_ppo
 
@@ -19,6 +20,7 @@ def main(argv: list[str]) -> None:
         argv, 7, "ppo.py PREPARED_DIR SFT_DIR REWARD_DIR OUT_DIR METRICS_JSON CURVES_DIR FIGURE_PNG")
     runtime, cfg = load_section("runtime"), load_section("ppo")
     setup_runtime(runtime.num_threads, cfg.seed)
+    trackers.activate(runtime.report_to, runtime.tracker_dir, "ppo")
     device = distributed.init()
     tokenizer = load_tokenizer(sft_dir)
     prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]

@@ -8,6 +8,7 @@ from rlhfpipe.config import as_dict, load_section
 from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import load_tokenizer, save_model
 from rlhfpipe.rewards.reward_model import STATS_FILE, RewardModel
+from rlhfpipe.training import trackers
 from rlhfpipe.training.common import file_digest, fingerprint, open_live
 from rlhfpipe.training.reward_model import evaluate_reward, normalisation_stats, train_reward
 
@@ -17,6 +18,7 @@ def main(argv: list[str]) -> None:
         argv, 7, "reward.py PREPARED_DIR PAIRS_DIR SFT_DIR OUT_DIR METRICS_JSON CALIBRATION_JSON CURVES_DIR")
     runtime, cfg = load_section("runtime"), load_section("reward")
     setup_runtime(runtime.num_threads, cfg.seed)
+    trackers.activate(runtime.report_to, runtime.tracker_dir, "reward")
     distributed.init()
     tokenizer = load_tokenizer(sft_dir)
     train_rows, test_rows = read_jsonl(Path(pairs_dir) / "train.jsonl"), read_jsonl(Path(pairs_dir) / "test.jsonl")

@@ -7,6 +7,7 @@ from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
 from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import load_tokenizer, save_model
+from rlhfpipe.training import trackers
 from rlhfpipe.training.common import file_digest, fingerprint, open_live
 from rlhfpipe.training.sft import train_sft
 
@@ -16,6 +17,7 @@ def main(argv: list[str]) -> None:
         argv, 5, "sft.py PREPARED_DIR TOKENIZER_DIR OUT_DIR METRICS_JSON CURVES_DIR")
     runtime, cfg, model_cfg = load_section("runtime"), load_section("sft"), load_section("model")
     setup_runtime(runtime.num_threads, cfg.seed)
+    trackers.activate(runtime.report_to, runtime.tracker_dir, "sft")
     distributed.init()
     tokenizer = load_tokenizer(tokenizer_dir)
     train_rows = read_jsonl(Path(prepared) / "sft_train.jsonl")

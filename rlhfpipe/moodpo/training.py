@@ -21,6 +21,7 @@ from rlhfpipe.errors import PipelineError
 from rlhfpipe.io import read_jsonl
 from rlhfpipe.models.loading import disable_dropout, load_causal_lm
 from rlhfpipe.moodpo.weights import sample_weights, weighted_reward, with_instruction, without_instruction
+from rlhfpipe.training import trackers
 from rlhfpipe.training.common import CHECKPOINT_ROOT, LiveCallback
 
 LOGGED = ("loss", "grad_norm", "objective/scores", "objective/scores_margin", "objective/kl", "rewards/margins",
@@ -93,7 +94,7 @@ def train_moodpo(cfg: MoodpoConfig, it: MoodpoIteration, name: str, start_dir: s
         data_seed=it.seed,
         bf16=False,
         use_cpu=not torch.cuda.is_available(),
-        report_to="none",
+        report_to=trackers.hf_report_to(),
         # our order keeps a prompt's copies in one batch: contrasting weights on the same prompt is what
         # teaches the policy to read them
         train_sampling_strategy="sequential",

@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 
 from rlhfpipe import distributed
 from rlhfpipe.errors import PipelineError
+from rlhfpipe.training import trackers
 
 CHECKPOINT_ROOT = Path("checkpoints")
 
@@ -38,7 +39,8 @@ def open_live(directory: Path | None):
         return NullLive()
     from dvclive import Live
 
-    return Live(dir=str(directory), dvcyaml=False, save_dvc_exp=False, report=None, monitor_system=False)
+    live = Live(dir=str(directory), dvcyaml=False, save_dvc_exp=False, report=None, monitor_system=False)
+    return trackers.FanOut(live, directory.name) if trackers.hf_report_to() != "none" else live
 
 
 class LiveCallback(TrainerCallback):
@@ -181,7 +183,7 @@ def trainer_arguments(output_dir: Path, *, epochs: float, batch_size: int, learn
         seed=seed,
         data_seed=seed,
         bf16=bf16,
-        report_to="none",
+        report_to=trackers.hf_report_to(),
         save_strategy="steps",
         save_steps=max(1, int(total_steps * save_every)),
         save_total_limit=1,

@@ -14,6 +14,7 @@ import torch
 from rlhfpipe import distributed
 from rlhfpipe.config import GRPOConfig
 from rlhfpipe.models.loading import disable_dropout, load_causal_lm, peft_config
+from rlhfpipe.training import trackers
 from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, refuse_zero3
 
 LOGGED = ("loss", "learning_rate", "grad_norm", "reward", "reward_std", "kl", "entropy", "completions/mean_length",
@@ -66,7 +67,7 @@ def train_grpo(cfg: GRPOConfig, sft_dir: str, tokenizer, prompts: list[list[dict
         bf16=False,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        report_to="none",
+        report_to=trackers.hf_report_to(),
         save_strategy="steps",
         save_steps=max(1, int(cfg.steps * cfg.save_every)),
         save_total_limit=1,
