@@ -18,6 +18,9 @@ def run_stage(main: Callable[[list[str]], None], argv: list[str] | None = None) 
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:  # outside an atomic output, e.g. creating an output's folder: name the path all the same
+        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def setup_runtime(num_threads: int, seed: int) -> None:

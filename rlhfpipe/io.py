@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
+
+from rlhfpipe.errors import PipelineError
 
 
 @contextlib.contextmanager
@@ -27,11 +30,13 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp.unlink()
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        if isinstance(err, OSError) and _while_writing(err, tmp):
+            raise PipelineError(f"{target}: cannot write ({err.strerror or err})") from None
         raise
     if not tmp.exists():
         raise FileNotFoundError(f"{tmp}: the block wrote nothing")
@@ -44,6 +49,12 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(old) if old.is_dir() else old.unlink()
     else:
         os.replace(tmp, target)
+
+
+def _while_writing(err: OSError, tmp: Path) -> bool:
+    """A full disk or a refused write, or any OSError on the temporary output itself."""
+    full_or_refused = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+    return full_or_refused or (err.filename is not None and str(err.filename).startswith(str(tmp)))
 
 
 def write_json(path: str | Path, obj) -> None:
@@ -65,8 +76,6 @@ def write_text(path: str | Path, text: str) -> None:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """Read our own JSONL outputs (inputs from users go through rlhfpipe.data.formats instead)."""
-    from rlhfpipe.errors import PipelineError
-
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: file not found (run the upstream stage first: dvc repro)")

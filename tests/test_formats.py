@@ -352,13 +352,38 @@ def test_too_few_fields_in_empathetic_dialogues(tmp_path):
     assert f"{bad}:2: expected at least 8 fields" in error_of("empathetic_dialogues", bad)
 
 
-def test_unknown_esconv_strategy(tmp_path):
+@pytest.mark.parametrize("variant, canonical", [
+    ("[Question]", "Question"), ("questions", "Question"), ("Restatement and Paraphrasing", "Restatement or Paraphrasing"),
+    ("Reflection of Feelings", "Reflection of feelings"), ("Self Disclosure", "Self-disclosure"),
+    ("Affirmation & Reassurance", "Affirmation and Reassurance"), ("Providing suggestion", "Providing Suggestions"),
+    ("Providing Information", "Information"), ("Other", "Others"), ("Paraphrasing", "Restatement or Paraphrasing"),
+])
+def test_esconv_strategy_variants_map_to_the_eight(tmp_path, variant, canonical):
+    dialogues = json.loads((FIXTURES / "esconv.json").read_text())
+    dialogues[1]["dialog"][1]["annotation"]["strategy"] = variant
+    path = tmp_path / "ESConv.json"
+    path.write_text(json.dumps(dialogues, indent=2))
+    records = read_records("esconv", str(path), params_config("data"))
+    assert records.dialogues[1].turns[1].strategy == canonical
+    assert records.unknown_labels == {}
+
+
+def test_unknown_esconv_strategy_becomes_others_counted_and_warned_once(tmp_path, capsys):
+    from rlhfpipe.data.prepare import prepare
+
     dialogues = json.loads((FIXTURES / "esconv.json").read_text())
     dialogues[1]["dialog"][1]["annotation"]["strategy"] = "Hugging"
-    bad = tmp_path / "ESConv.json"
-    bad.write_text(json.dumps(dialogues, indent=2))
-    message = error_of("esconv", bad)
-    assert message.startswith(f"{bad}: record 1: dialog[1].annotation: key 'strategy' has unknown label 'Hugging'; known: Question")
+    dialogues[0]["dialog"][1]["annotation"]["strategy"] = "Hugging"
+    path = tmp_path / "ESConv.json"
+    path.write_text(json.dumps(dialogues, indent=2))
+    cfg = params_config("data", min_words=0)
+    records = read_records("esconv", str(path), cfg)
+    assert records.dialogues[1].turns[1].strategy == "Others"
+    assert records.unknown_labels == {"Hugging": 2}
+    err = capsys.readouterr().err
+    assert err == f"warning: {path}: strategy labels outside the eight mapped to 'Others': 'Hugging' x2\n"
+    _, metrics = prepare(records, cfg)
+    assert metrics["unknown_labels"] == {"Hugging": 2}
 
 
 def test_corrupt_gzip(tmp_path):

@@ -95,6 +95,7 @@ def prepare(records: Records, cfg: DataConfig) -> tuple[dict[str, list[dict]], d
             "client_emotion": dict(sorted(Counter(e["emotion"] for s in SPLITS for e in files[f"sft_{s}"] if e["emotion"]).items())),
             "strategy": dict(sorted(Counter(e["strategy"] for s in SPLITS for e in files[f"sft_{s}"] if e["strategy"]).items())),
         },
+        **({"unknown_labels": dict(sorted(records.unknown_labels.items()))} if records.unknown_labels else {}),
         "words": {
             "prompt": percentiles([sum(len(m["content"].split()) for m in e["prompt"]) for e in files["sft_train"]]),
             "response": percentiles([len(e["reference"].split()) for e in files["sft_train"]]),

@@ -74,5 +74,8 @@ class Records:
     dropped: dict[str, int] = field(default_factory=dict)
     """records skipped on purpose, by reason (e.g. {"too_short": 3}); never errors"""
 
+    unknown_labels: dict[str, int] = field(default_factory=dict)
+    """source labels outside our vocabulary, mapped to a catch-all (ESConv strategy -> "Others"), by label"""
+
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1

@@ -6,6 +6,7 @@ Each returns ``Records.dialogues``; labels (emotion, strategy) stay on the turn 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -117,17 +118,34 @@ def _label_key(label: str) -> str:
     return " ".join(re.sub(r"[^a-z]+", " ", label.lower().replace("&", "and")).split())
 
 
+# Variants seen in ESConv releases and their derivatives (bracketed "[Question]" in the model-ready
+# text files, plurals, "&", capitalisation) and the synonyms people write for the eight strategies.
 STRATEGY_LABELS = {_label_key(s): s for s in ESCONV_STRATEGIES} | {
     _label_key(variant): canonical for variant, canonical in [
-        ("Questions", "Question"), ("Other", "Others"), ("Restatement and Paraphrasing", "Restatement or Paraphrasing"),
-        ("Reflection of feeling", "Reflection of feelings"), ("Providing Suggestion", "Providing Suggestions"),
-        ("Providing Information", "Information"),
+        ("Questions", "Question"), ("Asking Questions", "Question"), ("Open question", "Question"),
+        ("Closed question", "Question"), ("Question asking", "Question"),
+        ("Restatement and Paraphrasing", "Restatement or Paraphrasing"), ("Restatement", "Restatement or Paraphrasing"),
+        ("Paraphrasing", "Restatement or Paraphrasing"), ("Paraphrase", "Restatement or Paraphrasing"),
+        ("Reflection of feeling", "Reflection of feelings"), ("Reflection", "Reflection of feelings"),
+        ("Reflecting feelings", "Reflection of feelings"), ("Emotional reflection", "Reflection of feelings"),
+        ("Self disclosure", "Self-disclosure"), ("Self-disclosures", "Self-disclosure"),
+        ("Affirmation", "Affirmation and Reassurance"), ("Reassurance", "Affirmation and Reassurance"),
+        ("Affirmations and Reassurances", "Affirmation and Reassurance"),
+        ("Providing Suggestion", "Providing Suggestions"), ("Suggestions", "Providing Suggestions"),
+        ("Suggestion", "Providing Suggestions"), ("Giving Suggestions", "Providing Suggestions"),
+        ("Give suggestions", "Providing Suggestions"), ("Advice", "Providing Suggestions"),
+        ("Providing Information", "Information"), ("Information Providing", "Information"),
+        ("Provide Information", "Information"), ("Informing", "Information"),
+        ("Other", "Others"), ("Greeting", "Others"),
     ]
 }
 
 
-def _esconv_strategy(msg: dict, where: str) -> str | None:
-    """The JSON release nests the label in ``annotation`` (with feedback scores); the JSONL one has it flat."""
+def _esconv_strategy(msg: dict, where: str, records: Records) -> str | None:
+    """The JSON release nests the label in ``annotation`` (with feedback scores); the JSONL one has it flat.
+
+    An unknown label becomes "Others" and is counted: one odd label should not cost a whole release.
+    """
     if "annotation" in msg:
         holder = require(msg, "annotation", dict, where)
         where = f"{where}.annotation"
@@ -137,7 +155,8 @@ def _esconv_strategy(msg: dict, where: str) -> str | None:
         return None
     label = text(holder, "strategy", where)
     if _label_key(label) not in STRATEGY_LABELS:
-        raise PipelineError(f"{where}: key 'strategy' has unknown label {label!r}; known: {', '.join(ESCONV_STRATEGIES)}")
+        records.unknown_labels[label] = records.unknown_labels.get(label, 0) + 1
+        return "Others"
     return STRATEGY_LABELS[_label_key(label)]
 
 
@@ -153,7 +172,7 @@ def _esconv_dialogue(row: Row, index: int, source: str, records: Records) -> Dia
         if speaker.lower() not in ESCONV_SPEAKERS:
             raise PipelineError(f"{at}: key 'speaker' must be one of {', '.join(ESCONV_SPEAKERS)}, got {speaker!r}")
         role = ESCONV_SPEAKERS[speaker.lower()]
-        strategy = _esconv_strategy(msg, at)
+        strategy = _esconv_strategy(msg, at, records)
         turns.append(Turn(role, text(msg, "content" if "content" in msg else "text", at),
                           emotion=emotion if role == "user" else None, strategy=strategy if role == "assistant" else None))
     did = f"{source}-{index}"
@@ -168,6 +187,9 @@ def _read_esconv(path: Path, source: str) -> Records:
     records = Records()
     for index, row in enumerate(load_rows(path)):
         keep_dialogue(records, _esconv_dialogue(row, index, source, records))
+    if records.unknown_labels:
+        found = ", ".join(f"{label!r} x{n}" for label, n in sorted(records.unknown_labels.items()))
+        print(f"warning: {path}: strategy labels outside the eight mapped to 'Others': {found}", file=sys.stderr)
     return finish(records, path)
 
 
