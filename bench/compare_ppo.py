@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Our PPO against the TRL anchor, back to back: the throughput targets of issue #5.
+"""Our PPO against the TRL anchor, back to back: the throughput targets (2x stock TRL, 1.25x TRL with gc.freeze).
 
 Targets, on both sizes: ours >= 2x the anchor's stock episodes/s and >= 1.25x its ``--gc-freeze``
 episodes/s (medians over rounds). Per size, each round runs anchor stock, anchor --gc-freeze and ours

@@ -70,7 +70,7 @@ PHASES = ["generation", "ref_forward", "value_reward_forward", "reward_text", "t
           "grad_clip", "optimizer_step", "gc"]
 SHARES = {"generation": ["generation"], "forward": ["ref_forward", "value_reward_forward", "train_forward"],
           "backward": ["backward"], "optimizer": ["grad_clip", "optimizer_step"]}
-"""the issue's coarse shares of a run; "other" is the rest (reward text, gc, Python between phases)"""
+"""the coarse shares of a run we report; "other" is the rest (reward text, gc, Python between phases)"""
 
 
 def ppo_config_from_anchor(anchor: dict, episodes: int | None) -> PPOConfig:

@@ -538,7 +538,7 @@ class CohesionWeights:
 
 @dataclass
 class DialogueConfig:
-    """Child-teacher dialogue PPO (issue #8): the child writes one speaker's turns, the teacher the other's."""
+    """Child-teacher dialogue PPO: the child writes one speaker's turns, the teacher the other's."""
 
     child: ModelConfig
     """the child policy: a from-scratch model of this shape (sharing the main tokenizer), or name_or_path"""

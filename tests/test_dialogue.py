@@ -1,4 +1,4 @@
-"""Child-teacher dialogue PPO (issue #8): windows, roles, the window reward, params, the self-test, kill and resume."""
+"""Child-teacher dialogue PPO: windows, roles, the window reward, params, the self-test, kill and resume."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Child-teacher dialogue PPO (issue #8): dialogue windows, the teacher's partner turn, the window reward.
+"""Child-teacher dialogue PPO: dialogue windows, the teacher's partner turn, the window reward.
 
 The child writes the turns of one speaker, the "user" side of a prepared dialogue (MESC's seeker,
 Switchboard's caller A); the teacher writes the other side's, the one the main SFT policy learnt. A

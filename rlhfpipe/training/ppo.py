@@ -1,9 +1,12 @@
 """PPO for a chat policy, on plain PyTorch + transformers (+ peft), read top to bottom like CleanRL.
 
 One update = rollout -> rewards -> advantages -> several epochs of clipped updates over mini-batches.
-Implementation details follow "The N Implementation Details of RLHF with PPO" (Huang et al. 2023):
-dropout off, EOS truncation with a missing-EOS penalty, per-token KL penalty with the score on the
-last token, the rollout temperature reused for every log-prob, advantages whitened per rollout.
+Implementation details follow "The N+ Implementation Details of RLHF with PPO" (Huang et al.,
+arXiv:2403.17031) and its code, vwxyzjn/summarize_from_feedback_details/summarize_from_feedback_details/ppo.py@ee77a9abc31f5338365ee087945c5bcafac7f1ca
+("N+ ppo.py#L<line>" below): dropout off (#L195, #L493), EOS truncation with a missing-EOS penalty
+(#L665-L667), per-token KL penalty with the score on the last token (#L680-L685), the rollout
+temperature reused for every log-prob (#L625, #L733), rewards optionally and advantages always
+whitened per rollout (#L688-L690, #L703). The math itself is in ppo_math, each function with its line.
 """
 
 from __future__ import annotations
@@ -277,17 +280,17 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
             scores, components = registry.combine(cfg.rewards, batch_prompts, texts)
             scores = scores.to(device)
             has_eos = (responses == eos_id).any(dim=1)
-            scores = scores - cfg.missing_eos_penalty * (~has_eos).float()
+            scores = scores - cfg.missing_eos_penalty * (~has_eos).float()  # N+ ppo.py#L665-L667
             if cfg.reward_clip > 0:
                 scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
             # 5. per-token rewards: KL penalty everywhere, score on the last real token
             kl = kl_estimate(logprobs, ref_logprobs, cfg.kl_estimator) * mask
             rewards, non_score_reward = token_rewards(scores, kl, kl_ctl.value, mask)
-            if cfg.whiten_rewards:
+            if cfg.whiten_rewards:  # N+ ppo.py#L688-L690
                 rewards = masked_whiten(rewards, mask, shift_mean=False, all_reduce_sum=distributed.all_reduce_sum)
             # 6. advantages and returns (GAE), advantages whitened over the whole rollout
             advantages, returns = compute_gae(values, rewards, mask, cfg.gamma, cfg.lam)
-            advantages = masked_whiten(advantages, mask, all_reduce_sum=distributed.all_reduce_sum)
+            advantages = masked_whiten(advantages, mask, all_reduce_sum=distributed.all_reduce_sum)  # N+ ppo.py#L703
 
         # 7. PPO epochs over shuffled mini-batches, with gradient accumulation over micro-batches
         models.policy.train()

@@ -3,6 +3,10 @@
 Shapes: B = responses in a batch, T = response positions. ``mask`` is 1 on real response tokens
 (up to and including the first EOS) and 0 on padding after it. Names follow Schulman et al. 2017,
 Ziegler et al. 2019 and CleanRL (``lastgaelam``, ``pg_loss``, ``vf_loss``, ``clipfrac``, ``approxkl``).
+
+Borrowed details are pinned to their source: "N+" is Huang et al., "The N+ Implementation Details of
+RLHF with PPO" (arXiv:2403.17031), and its code vwxyzjn/summarize_from_feedback_details/summarize_from_feedback_details/ppo.py@ee77a9abc31f5338365ee087945c5bcafac7f1ca
+(written below as ``N+ ppo.py#L<line>``).
 """
 
 from __future__ import annotations
@@ -15,14 +19,18 @@ def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> t
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Naive equivalent: ``x[mask.bool()].mean()`` (dim=None)."""
+    """Naive equivalent: ``x[mask.bool()].mean()`` (dim=None).
+    Source: N+ ppo.py#L208.
+    """
     if mask.sum() == 0:
         raise ValueError("masked_mean: the mask selects nothing")
     return masked_sum(x, mask, dim) / (mask.sum() if dim is None else mask.sum(dim).clamp(min=1))
 
 
 def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    """Naive equivalent: ``x[mask.bool()].var(unbiased=unbiased)``."""
+    """Naive equivalent: ``x[mask.bool()].var(unbiased=unbiased)``.
+    Source: N+ ppo.py#L216.
+    """
     n = mask.sum()
     if n == 0:
         raise ValueError("masked_var: the mask selects nothing")
@@ -41,7 +49,9 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, 
     (TRL/OpenAI's reward whitening keeps the reward's sign). Unselected entries come back as 0.
 
     With ``all_reduce_sum`` (sums a tensor over processes) the statistics cover every process's entries, as
-    one process holding them all would whiten (advantages of a rollout split over processes)."""
+    one process holding them all would whiten (advantages of a rollout split over processes).
+    Source: N+ ppo.py#L235.
+    """
     if all_reduce_sum is None:
         mean, var = masked_mean(x, mask), masked_var(x, mask, unbiased=mask.sum() > 1)
     else:
@@ -72,7 +82,9 @@ def masked_mean_var_reduced(x: torch.Tensor, mask: torch.Tensor, all_reduce_sum,
 
 
 def first_true_indices(bools: torch.Tensor) -> torch.Tensor:
-    """(B,) index of the first True per row, or T when a row has none."""
+    """(B,) index of the first True per row, or T when a row has none.
+    Source: N+ ppo.py#L338.
+    """
     T = bools.shape[-1]
     positions = torch.arange(T, device=bools.device).expand_as(bools)
     return torch.where(bools, positions, torch.full_like(positions, T)).min(-1).values
@@ -80,7 +92,9 @@ def first_true_indices(bools: torch.Tensor) -> torch.Tensor:
 
 def truncate_after_eos(responses: torch.Tensor, eos_token_id: int, pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Replace every token after the first EOS with pad. Returns (responses, mask); the EOS itself is kept
-    and masked in, since choosing to stop is an action the policy is rewarded for."""
+    and masked in, since choosing to stop is an action the policy is rewarded for.
+    Source: N+ ppo.py#L350 and #L665 (truncate at the first EOS; the EOS check).
+    """
     first_eos = first_true_indices(responses == eos_token_id)  # (B,)
     positions = torch.arange(responses.shape[1], device=responses.device)[None, :]
     mask = (positions <= first_eos[:, None]).long()
@@ -89,7 +103,9 @@ def truncate_after_eos(responses: torch.Tensor, eos_token_id: int, pad_token_id:
 
 def response_positions(per_position: torch.Tensor, context_length: int) -> torch.Tensor:
     """(B, T, ...) slice of a per-position output over the response: the token at response position t is
-    predicted from input position context_length - 1 + t, and the last position predicts nothing."""
+    predicted from input position context_length - 1 + t, and the last position predicts nothing.
+    Source: N+ ppo.py#L624 and #L640 (logits and values at context_length - 1 : -1).
+    """
     return per_position[:, context_length - 1: -1]
 
 
@@ -98,13 +114,16 @@ def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, temperature
 
     Naive equivalent: ``torch.log_softmax(logits / temperature, -1).gather(-1, labels[..., None])[..., 0]``.
     The temperature must be the rollout's: otherwise the first ratio is not 1.
+    Source: N+ ppo.py#L625 (logits divided by the sampling temperature).
     """
     logits = logits.float() / temperature
     return torch.gather(logits, -1, labels[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """(B, T) entropy of softmax(logits / temperature)."""
+    """(B, T) entropy of softmax(logits / temperature).
+    Source: N+ ppo.py#L762-L763.
+    """
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
     return -(logp.exp() * logp).sum(-1)
 
@@ -113,6 +132,7 @@ def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: s
     """Per-token estimate of KL(policy || ref) from samples of the policy (Schulman, "Approximating KL").
 
     k1 = log p - log q (unbiased, can be negative); k3 = (r - 1) - log r with r = q / p (unbiased, >= 0).
+    Source: N+ ppo.py#L680 (k1); k3: J. Schulman, "Approximating KL Divergence" (2020).
     """
     log_ratio = logprobs - ref_logprobs
     if estimator == "k1":
@@ -126,6 +146,7 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, kl_coef: float, mask: 
     """Per-token rewards: -kl_coef * KL at every real token, plus the sequence score at the last one.
 
     Returns (rewards, non_score_reward), both (B, T) and 0 on padding.
+    Source: N+ ppo.py#L680-L685 (-kl_coef * KL per token, the score added on the last token).
     """
     non_score_reward = -kl_coef * kl * mask
     last = mask.sum(1).long() - 1  # (B,) index of the last real token (the EOS, if any)
@@ -141,6 +162,7 @@ def compute_gae(values: torch.Tensor, rewards: torch.Tensor, mask: torch.Tensor,
 
     delta_t = r_t + gamma * V_{t+1} - V_t, A_t = delta_t + gamma * lam * A_{t+1}; V and A are 0 past
     the last real token. Returns (advantages, returns = advantages + values), both masked.
+    Source: N+ ppo.py#L693-L703 (GAE, returns = advantages + values, advantages whitened).
     """
     values, rewards = values * mask, rewards * mask
     T = rewards.shape[1]
@@ -157,7 +179,9 @@ def compute_gae(values: torch.Tensor, rewards: torch.Tensor, mask: torch.Tensor,
 
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                 cliprange: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate: mean over tokens of max(-A r, -A clip(r, 1-eps, 1+eps)), r = exp(logp - old_logp)."""
+    """Clipped surrogate: mean over tokens of max(-A r, -A clip(r, 1-eps, 1+eps)), r = exp(logp - old_logp).
+    Source: N+ ppo.py#L749-L755 (clipped surrogate, token mean over the mask).
+    """
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
     pg_losses = -advantages * ratio
@@ -174,7 +198,9 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
                cliprange_value: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clipped value loss 0.5 * mean(max((V - R)^2, (clip(V, V_old +- eps) - R)^2)); returns (loss, clipfrac)."""
+    """Clipped value loss 0.5 * mean(max((V - R)^2, (clip(V, V_old +- eps) - R)^2)); returns (loss, clipfrac).
+    Source: N+ ppo.py#L739-L747 (clipped value loss, 0.5 * max of squares).
+    """
     values_clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
     vf_losses1 = (values - returns) ** 2
     vf_losses2 = (values_clipped - returns) ** 2
@@ -192,7 +218,9 @@ class FixedKLController:
 
 class AdaptiveKLController:
     """Ziegler et al. 2019, eq. (2): beta <- beta * (1 + K_beta * e), e = clip(KL / target - 1, -0.2, 0.2),
-    with K_beta = n_steps / horizon."""
+    with K_beta = n_steps / horizon.
+    Source: Ziegler et al. 2019 (arXiv:1909.08593) Section 2.2, proportional control of the KL.
+    """
 
     def __init__(self, init_kl_coef: float, target: float, horizon: int):
         self.value, self.target, self.horizon = init_kl_coef, target, horizon
