@@ -20,17 +20,23 @@ class Generation:
     """(B, T) log-prob of each sampled token under softmax(logits / temperature); 0 after EOS"""
 
 
-def encode_prompts(tokenizer, prompts: list[list[dict]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chat-template the prompts and left-pad them, so every response starts at the same column."""
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+def pad_batch(tokenizer, texts: list[str], padding_side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenize already-templated ``texts`` (no special tokens added) into padded (input_ids, attention_mask)."""
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     width = max(len(x) for x in ids)
     input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
     for i, x in enumerate(ids):
-        input_ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long)
-        attention_mask[i, width - len(x):] = 1
+        cols = slice(width - len(x), width) if padding_side == "left" else slice(0, len(x))
+        input_ids[i, cols] = torch.tensor(x, dtype=torch.long)
+        attention_mask[i, cols] = 1
     return input_ids, attention_mask
+
+
+def encode_prompts(tokenizer, prompts: list[list[dict]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chat-template the prompts and left-pad them, so every response starts at the same column."""
+    return pad_batch(tokenizer, [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                                 for p in prompts])
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:

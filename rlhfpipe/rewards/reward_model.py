@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.models.generation import position_ids_from_mask
+from rlhfpipe.models.generation import pad_batch, position_ids_from_mask
 from rlhfpipe.models.loading import load_sequence_classifier, load_tokenizer
 
 STATS_FILE = "reward_stats.json"
@@ -48,15 +48,7 @@ def encode_conversations(tokenizer, prompts: list[list[dict]], responses: list[s
         tokenizer.apply_chat_template(p + [{"role": "assistant", "content": r}], tokenize=False)
         for p, r in zip(prompts, responses)
     ]
-    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, x in enumerate(ids):
-        cols = slice(width - len(x), width) if padding_side == "left" else slice(0, len(x))
-        input_ids[i, cols] = torch.tensor(x)
-        mask[i, cols] = 1
-    return input_ids, mask
+    return pad_batch(tokenizer, texts, padding_side)
 
 
 class RewardModel:

@@ -219,7 +219,7 @@ class FixedKLController:
 class AdaptiveKLController:
     """Ziegler et al. 2019, eq. (2): beta <- beta * (1 + K_beta * e), e = clip(KL / target - 1, -0.2, 0.2),
     with K_beta = n_steps / horizon.
-    Source: Ziegler et al. 2019 (arXiv:1909.08593) Section 2.2, proportional control of the KL.
+    Source: Ziegler et al. 2019 (arXiv:1909.08593), the log-space proportional controller of the KL coefficient.
     """
 
     def __init__(self, init_kl_coef: float, target: float, horizon: int):
