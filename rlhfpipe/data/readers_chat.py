@@ -99,7 +99,7 @@ def _turns(value, key: str, where: str, records: Records, cfg: DataConfig) -> li
             raise PipelineError(f"{at}: missing key 'role' (or 'from')")
         speaker = require(msg, speaker_key, (str, int), at)
         if msg.get(text_key) is None:
-            raise PipelineError(f"{at}: missing key '{text_key}'")
+            raise PipelineError(f"{at}: " + (f"key '{text_key}' is null" if text_key in msg else f"missing key '{text_key}'"))
         speakers.append((str(speaker).strip(), f"{at}: key '{speaker_key}'"))
         texts.append(_content_text(msg[text_key], at, text_key, records))
     return [Turn(role, content) for role, content in zip(_speaker_roles(speakers, cfg), texts)]
