@@ -77,7 +77,7 @@ def _speaker_roles(speakers: list[tuple[str, str]], cfg: DataConfig) -> list[str
     if cfg.chat_speakers == "first_is_user":
         assistant = people[1] if len(people) == 2 else None
     else:
-        assistant = cfg.chat_assistant_speaker
+        assistant = cfg.chat_assistant_speaker.strip()
         if len(people) == 2 and assistant not in people:
             raise PipelineError(f"{speakers[0][1]}: data.chat_assistant_speaker={assistant!r} is neither of the two "
                                 f"speakers {people[0]!r} and {people[1]!r}")
