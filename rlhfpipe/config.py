@@ -118,8 +118,9 @@ class CorpusConfig:
 DATA_SOURCES = (
     "multimood", "mesc_csv", "esconv", "esconv_jsonl", "empathetic_dialogues", "counsel_chat",
     "context_response", "human_assistant", "orca_dpo", "hh_rlhf", "trl_preference", "prompt_csv",
-    "trl_prompt", "switchboard",
+    "trl_prompt", "switchboard", "messages", "sharegpt",
 )
+CHAT_SPEAKERS = ("roles", "first_is_user", "named")
 
 
 @dataclass
@@ -133,7 +134,7 @@ class DataConfig:
     test_fraction: float = 0.1
     """share of dialogues held out for testing (evaluation prompts come from here)"""
     max_history_messages: int = 2
-    """earlier messages kept before the client's latest message in a prompt"""
+    """earlier messages kept before the client's latest message in a prompt (a leading system message is kept on top)"""
     structured_target: bool = False
     """MultiMood-style target: emotions and strategy before the response"""
     prompt_column: str = "prompt"
@@ -142,6 +143,12 @@ class DataConfig:
     """dialogues with fewer words are dropped (Switchboard)"""
     max_words: int = 400
     """dialogues with more words are dropped (Switchboard)"""
+    chat_speakers: str = "roles"
+    """messages/sharegpt: how a turn's role (or from) becomes a role: "roles" (it names one: user/human, assistant/gpt,
+    system), "first_is_user" (two speakers of any names: the first to speak is the user, the other the assistant) or
+    "named" (two speakers: data.chat_assistant_speaker is the assistant, the other the user)"""
+    chat_assistant_speaker: str = ""
+    """with chat_speakers=named: the speaker whose turns become the assistant's; empty otherwise"""
     seed: int = 0
     """seed of the split"""
 
@@ -153,6 +160,9 @@ class DataConfig:
         check(self.max_history_messages >= 0, "max_history_messages", self.max_history_messages, "must be >= 0")
         check(self.min_words >= 0, "min_words", self.min_words, "must be >= 0")
         check(self.max_words > self.min_words, "max_words", self.max_words, "must be > data.min_words")
+        check(self.chat_speakers in CHAT_SPEAKERS, "chat_speakers", self.chat_speakers, f"must be one of {', '.join(CHAT_SPEAKERS)}")
+        check((self.chat_speakers == "named") == (self.chat_assistant_speaker.strip() != ""), "chat_assistant_speaker",
+              self.chat_assistant_speaker, "must name a speaker exactly when data.chat_speakers=named")
 
 
 @dataclass
