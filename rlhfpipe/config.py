@@ -569,6 +569,12 @@ class DialogueConfig:
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(rewards=[RewardTerm("cohesion", 1.0)], value_model="head"))
     """PPO hyper-parameters of the child; total_episodes is derived (leave it out), max_new_tokens is the child's turn
     length, rewards mixes cohesion (of the window) with empathy or brevity (of the child's turn)"""
+    turn_length_floor: float = 0.8
+    """a child turn shorter than this share of the child's mean turn length before PPO (words, held-out windows) earns
+    its cohesion times words / floor: shrinking turns no longer pays (rlhfpipe.rewards.turn_guard); 0 = off"""
+    turn_distinct_2_floor: float = 0.9
+    """a child turn whose distinct-2 (distinct / all word bigrams in the turn) is below this earns its cohesion times
+    distinct-2 / floor: a repetition loop no longer pays; 0 = off"""
     seed: int = 0
     """seed of the teacher's sampling and of the before/after evaluation"""
 
@@ -584,6 +590,9 @@ class DialogueConfig:
         check(self.eval_windows >= 1, "eval_windows", self.eval_windows, "must be >= 1")
         check(self.eval_temperature >= 0, "eval_temperature", self.eval_temperature, "must be >= 0 (0 = greedy)")
         nested("cohesion", self.cohesion.validate)
+        check(0 <= self.turn_length_floor <= 1, "turn_length_floor", self.turn_length_floor, "must be in [0, 1] (0 = off)")
+        check(0 <= self.turn_distinct_2_floor <= 1, "turn_distinct_2_floor", self.turn_distinct_2_floor,
+              "must be in [0, 1] (0 = off)")
         check(self.ppo.total_episodes == PPOConfig.total_episodes, "ppo.total_episodes", self.ppo.total_episodes,
               "derived from dialogue.epochs and the number of training windows; leave it out")
         nested("ppo", self.ppo.validate)
@@ -714,6 +723,34 @@ class MoodpoEvalConfig:
             validate_weight_vector(weights, len(objectives), f"moodpo_eval.grid[{i}]")
 
 
+@dataclass
+class MonitorsConfig:
+    """Reward-hacking monitors (rlhfpipe.evaluation_monitors): a tuned policy that crosses a threshold against SFT
+    is flagged in metrics/summary.json, metrics/summary.md and metrics/moodpo.json, so a hacked gain cannot pass as a win."""
+
+    length_ratio_min: float = 0.5
+    """flag a mean response length (words) below this multiple of SFT's: a length collapse"""
+    length_ratio_max: float = 2.0
+    """flag a mean response length above this multiple of SFT's: a length explosion"""
+    distinct_2_ratio_min: float = 0.7
+    """flag a distinct-2 (pooled over responses) below this multiple of SFT's: repetition loops or one stock answer"""
+    eos_rate_drop_max: float = 0.2
+    """flag a share of responses that end with EOS more than this below SFT's: the policy stops stopping"""
+    kl_max: float = 6.0
+    """flag a mean KL to SFT above this (nats per response): beyond it the reward model judges text it never saw"""
+    moodpo_spread_min: float = 0.1
+    """flag a MOODPO objective whose spread over the weight grid (max minus min of its mean) is below this many
+    standard deviations of SFT's scores of it: the policy ignores that weight"""
+
+    def validate(self) -> None:
+        check(0 < self.length_ratio_min < 1, "length_ratio_min", self.length_ratio_min, "must be in (0, 1)")
+        check(self.length_ratio_max > 1, "length_ratio_max", self.length_ratio_max, "must be > 1")
+        check(0 < self.distinct_2_ratio_min <= 1, "distinct_2_ratio_min", self.distinct_2_ratio_min, "must be in (0, 1]")
+        check(0 <= self.eos_rate_drop_max < 1, "eos_rate_drop_max", self.eos_rate_drop_max, "must be in [0, 1)")
+        check(self.kl_max > 0, "kl_max", self.kl_max, "must be > 0")
+        check(self.moodpo_spread_min >= 0, "moodpo_spread_min", self.moodpo_spread_min, "must be >= 0")
+
+
 SECTIONS: dict[str, type] = {
     "runtime": RuntimeConfig,
     "corpus": CorpusConfig,
@@ -729,6 +766,7 @@ SECTIONS: dict[str, type] = {
     "dialogue": DialogueConfig,
     "moodpo": MoodpoConfig,
     "moodpo_eval": MoodpoEvalConfig,
+    "monitors": MonitorsConfig,
 }
 
 
