@@ -45,8 +45,7 @@ _SUFFIXES = ("ing", "ed", "es", "s")
 
 def stem(word: str) -> str:
     """Strip a possessive and one inflectional suffix when at least three letters remain; applied to both sides."""
-    if word.endswith("'s"):
-        word = word[:-2]
+    word = word.removesuffix("'s")
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
             return word[: -len(suffix)]
@@ -58,7 +57,8 @@ def is_negator(token: str) -> bool:
 
 
 def is_content(token: str) -> bool:
-    return token not in FUNCTION_WORDS and token not in FRAMING_WORDS and not is_negator(token)
+    bare = token.removesuffix("'s")
+    return bare not in FUNCTION_WORDS and bare not in FRAMING_WORDS and not is_negator(token)
 
 
 def content_stems(text: str) -> list[str]:
