@@ -195,3 +195,16 @@ def test_moodpo_and_grpo_reward_paths_score_the_summary_objectives():
     summary_fn, faithful_fn = registry_reward_functions(registry, [RewardTerm("summary"), RewardTerm("faithful")])
     assert summary_fn(prompts, completions) == pytest.approx([1.0, 0.75])
     assert faithful_fn.__name__ == "faithful" and faithful_fn(prompts, completions) == pytest.approx([1.0, 0.75])
+
+
+def test_summary_preset_is_valid_and_switches_every_stage_to_the_summary_rewards():
+    from rlhfpipe.presets import overrides
+
+    args = overrides(REPO / "configs/presets/summary.yaml", REPO / "params.yaml")
+    values = dict(a.split("=", 1) for a in args[1::2])
+    assert values["data.task"] == '"summary"'
+    assert values["ppo.rewards"] == values["grpo.rewards"] == '[{name:"summary",weight:1.0},{name:"faithful",weight:0.5}]'
+    assert values["moodpo.objectives"] == ('[{name:"summary",hv_reference:0.0},{name:"faithful",hv_reference:0.0},'
+                                           '{name:"brevity",hv_reference:0.0}]')
+    assert "summary-task.md" in (REPO / "README.md").read_text()
+    assert "configs/presets/summary.yaml) compare moodpo_eval" in (REPO / "docs/summary-task.md").read_text()
