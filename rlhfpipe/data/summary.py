@@ -62,9 +62,10 @@ def read_summary_csv(path: Path, cfg: DataConfig) -> Records:
     for i, row in enumerate(load_rows(path)):
         for column, key in ((cfg.prompt_column, "data.prompt_column"), (cfg.reference_column, "data.reference_column")):
             if column not in row.data:
-                raise PipelineError(f"{row.where}: missing column '{column}' ({key}); columns: {', '.join(map(str, row.data))}")
-        text = "\n".join(" ".join(line.split()) for line in optional_text(row.data, cfg.prompt_column, row.where).splitlines()
-                         if line.strip())
+                raise PipelineError(f"{row.where}: missing column '{column}' ({key}); "
+                                    f"columns: {', '.join(map(str, row.data))}")
+        lines = optional_text(row.data, cfg.prompt_column, row.where).splitlines()
+        text = "\n".join(" ".join(line.split()) for line in lines if line.strip())
         if not text:
             raise PipelineError(f"{row.where}: empty dialogue in column '{cfg.prompt_column}' (data.prompt_column)")
         records.dialogues.append(Dialogue(
@@ -92,7 +93,8 @@ def summary_example(d: Dialogue, cfg: DataConfig) -> dict | None:
 
 def prepare_summary(records: Records, cfg: DataConfig) -> tuple[dict[str, list[dict]], dict]:
     """The prepared files and data metrics of the summary task, shaped as ``prepare.prepare``'s."""
-    files: dict[str, list[dict]] = {f"{kind}_{s}": [] for kind in ("sft", "prompts", "dialogues", "pairs") for s in SPLITS}
+    kinds = ("sft", "prompts", "dialogues", "pairs")
+    files: dict[str, list[dict]] = {f"{kind}_{s}": [] for kind in kinds for s in SPLITS}
     dropped = Counter(records.dropped)
     for d in records.dialogues:
         example = summary_example(d, cfg)
@@ -111,9 +113,11 @@ def prepare_summary(records: Records, cfg: DataConfig) -> tuple[dict[str, list[d
     if not any(files[f"sft_{s}"] for s in SPLITS):
         raise PipelineError(
             f"{cfg.path}: data.task=summary needs dialogues with a situation or summary field, and data.source="
-            f"{cfg.source} gave none ({len(records.dialogues)} dialogues); sources with one: {', '.join(SOURCES_WITH_SITUATION)}")
+            f"{cfg.source} gave none ({len(records.dialogues)} dialogues); "
+            f"sources with one: {', '.join(SOURCES_WITH_SITUATION)}")
     metrics = {
-        "counts": {f"{kind}_{s}": len(files[f"{kind}_{s}"]) for kind in ("dialogues", "sft", "prompts", "pairs") for s in SPLITS},
+        "counts": {f"{kind}_{s}": len(files[f"{kind}_{s}"]) for kind in ("dialogues", "sft", "prompts", "pairs")
+                   for s in SPLITS},
         "dropped": dict(sorted(dropped.items())),
         "labels": {"client_emotion": {}, "strategy": {}},
         "words": {

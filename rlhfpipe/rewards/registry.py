@@ -70,7 +70,8 @@ class RewardRegistry:
 
     def score(self, name: str, prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
         if name not in self.functions:
-            raise PipelineError(f"reward {name!r} needs its model or references; known here: {', '.join(sorted(self.functions))}")
+            raise PipelineError(f"reward {name!r} needs its model or references; "
+                                f"known here: {', '.join(sorted(self.functions))}")
         return self.functions[name](prompts, responses).float()
 
     def combine(self, terms: list[RewardTerm], prompts: list[list[dict]], responses: list[str]

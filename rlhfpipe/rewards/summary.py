@@ -34,7 +34,8 @@ from rlhfpipe.errors import PipelineError
 from rlhfpipe.rewards.cohesion import tokenize
 from rlhfpipe.rewards.wordlists import FUNCTION_WORDS
 
-FRAMING_WORDS = frozenset("client clients seeker therapist counsellor counselor person user speaker situation summary".split())
+FRAMING_WORDS = frozenset(
+    "client clients seeker therapist counsellor counselor person user speaker situation summary".split())
 """words a summary uses to talk about the dialogue rather than about what happened"""
 NEGATORS = frozenset("not no never nothing nobody none nor neither cannot without".split())
 NEGATION_SCOPE = 3
@@ -86,7 +87,7 @@ def faithfulness(dialogue: str, summary: str) -> float:
 
 
 def coverage_f1(reference: str, summary: str) -> float:
-    """Content-word unigram F1 of ``summary`` against ``reference`` (all words where the reference has no content word)."""
+    """Content-word unigram F1 of ``summary`` against ``reference`` (all words where the reference has none)."""
     ref, hyp = Counter(content_stems(reference)), Counter(content_stems(summary))
     if not ref:  # a reference of function words only: compare all its words
         ref, hyp = Counter(map(stem, tokenize(reference))), Counter(map(stem, tokenize(summary)))
@@ -115,7 +116,7 @@ def summary_scores(prompts: list[list[dict]], responses: list[str], references: 
         refs = references.get(prompt_key(p)) if dialogue_of(p) is not None else None
         if not refs:
             _dialogue(p)  # not a summary prompt at all: say so
-            raise PipelineError(f"reward summary: no reference summary for the prompt {prompt_key(p)[:60]!r}; it scores "
-                                "the prompts of the prepared prompt sets, whose rows carry the reference")
+            raise PipelineError(f"reward summary: no reference summary for the prompt {prompt_key(p)[:60]!r}; "
+                                "it scores the prompts of the prepared prompt sets, whose rows carry the reference")
         scores.append(max(coverage_f1(ref, r) for ref in refs))
     return scores
