@@ -75,7 +75,7 @@ class RewardTerm:
     """weight of this term in the weighted sum"""
 
 
-REWARD_NAMES = ("reward_model", "empathy", "cohesion", "brevity")
+REWARD_NAMES = ("reward_model", "empathy", "cohesion", "brevity", "summary", "faithful")
 
 
 def validate_reward_terms(terms: list[RewardTerm], key: str) -> None:
@@ -121,6 +121,7 @@ DATA_SOURCES = (
     "trl_prompt", "switchboard", "messages", "sharegpt",
 )
 CHAT_SPEAKERS = ("roles", "first_is_user", "named")
+TASKS = ("dialogue", "summary")
 
 
 @dataclass
@@ -149,6 +150,14 @@ class DataConfig:
     "named" (two speakers: data.chat_assistant_speaker is the assistant, the other the user)"""
     chat_assistant_speaker: str = ""
     """with chat_speakers=named: the speaker whose turns become the assistant's; empty otherwise"""
+    task: str = "dialogue"
+    """dialogue: the policy answers the client's latest message; summary: it summarises a whole dialogue and the
+    dialogue's situation (or summary) field is the reference (rlhfpipe.data.summary)"""
+    summary_max_words: int = 150
+    """summary task: words of dialogue shown in a prompt, whole turns from the start (keep prompt + summary
+    within sft.max_length tokens)"""
+    reference_column: str = "reference"
+    """summary task with source prompt_csv: column of the reference summary (data.prompt_column holds the dialogue)"""
     seed: int = 0
     """seed of the split"""
 
@@ -163,6 +172,9 @@ class DataConfig:
         check(self.chat_speakers in CHAT_SPEAKERS, "chat_speakers", self.chat_speakers, f"must be one of {', '.join(CHAT_SPEAKERS)}")
         check((self.chat_speakers == "named") == (self.chat_assistant_speaker.strip() != ""), "chat_assistant_speaker",
               self.chat_assistant_speaker, "must name a speaker exactly when data.chat_speakers=named")
+        check(self.task in TASKS, "task", self.task, f"must be one of {', '.join(TASKS)}")
+        check(self.summary_max_words >= 10, "summary_max_words", self.summary_max_words, "must be >= 10")
+        check(self.reference_column != "", "reference_column", self.reference_column, "must name a column")
 
 
 @dataclass
@@ -611,7 +623,8 @@ class DialogueConfig:
 @dataclass
 class MoodpoObjective:
     name: str
-    """a reward in the registry: reward_model (z-scored with its stored stats), empathy, cohesion or brevity"""
+    """a reward in the registry: reward_model (z-scored with its stored stats), empathy, cohesion, brevity, or on the
+    summary task summary and faithful"""
     hv_reference: float
     """this objective's coordinate of the hypervolume reference point (a score no policy should fall below)"""
 

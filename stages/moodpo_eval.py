@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import load_section  # noqa: E402
+from rlhfpipe.data.summary_prompt import summary_references  # noqa: E402
 from rlhfpipe.evaluation_monitors import moodpo_monitors  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_causal_lm, load_tokenizer  # noqa: E402
@@ -26,8 +27,9 @@ def main(argv: list[str]) -> None:
     tokenizer = load_tokenizer(sft_dir)
     policies = {"moodpo": load_causal_lm(moodpo_dir, tokenizer).eval(), "sft": load_causal_lm(sft_dir, tokenizer).eval()}
     names = [o.name for o in moodpo.objectives]
-    registry = RewardRegistry(RewardModel(reward_dir) if "reward_model" in names else None)
     rows = read_jsonl(Path(prepared) / "prompts_test.jsonl")
+    registry = RewardRegistry(RewardModel(reward_dir) if "reward_model" in names else None,
+                              references=summary_references(rows))
     metrics, pareto = evaluate_grid(policies, tokenizer, registry, moodpo.objectives, rows, cfg)
     metrics["hypervolume_gain_over_sft"] = round(metrics["moodpo"]["hypervolume"] - metrics["sft"]["hypervolume"], 5)
     metrics["monitors"] = moodpo_monitors(metrics["moodpo"], metrics["sft"], names, monitors)

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
+from rlhfpipe.data.summary_prompt import summary_references  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
 from rlhfpipe.plots import training_panels  # noqa: E402
@@ -24,9 +25,11 @@ def main(argv: list[str]) -> None:
     setup_runtime(runtime.num_threads, cfg.seed)
     device = distributed.init()
     tokenizer = load_tokenizer(sft_dir)
-    prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
+    rows = read_jsonl(Path(prepared) / "prompts_train.jsonl")
+    prompts = [r["prompt"] for r in rows]
     models = build_models(cfg, sft_dir, reward_dir, tokenizer, device)
-    registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards)
+    registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards,
+                              references=summary_references(rows))
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "prompts_train.jsonl"),
                       file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
     ckpt, _ = checkpoint_dir("ppo", key)
