@@ -324,10 +324,15 @@ def main(argv=None) -> int:
     # Build (or check) the anchor venv once, outside every timed run: --help exits after the imports.
     subprocess.run(["bash", str(args.anchor_dir / "run_trl_ppo_anchor.sh"), str(args.anchor_venv), "--help"],
                    env=env, cwd=REPO, stdout=subprocess.DEVNULL, check=True)
+    groups = plan(args)
+    # ours refuses a precision its rlhfpipe has no switch for: find out before the first timed run
+    for precision in sorted({g.precision for g in groups}):
+        run_json([sys.executable, str(REPO / "bench" / "ppo_throughput.py"), str(args.artifacts), "--check-precision",
+                  "--precision", precision], env)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now().isoformat(timespec="seconds")
     rows, saved = [], set()
-    for group in plan(args):
+    for group in groups:
         artifacts = args.artifacts / group.name
         for rnd in range(group.rounds):
             # the first anchor stock run of a size or model (re)writes the artifacts ours starts from; the

@@ -388,6 +388,8 @@ def model_summary(model) -> dict:
 
 def check_model_dir(model_dir: Path, artifacts: Path) -> None:
     """The artifacts must come from ``model_dir`` (an anchor run with --model-dir on it), not a stale run."""
+    if not (model_dir / "config.json").is_file():
+        raise SystemExit(f"error: --model {model_dir}: no config.json there: not a saved model directory")
     want = json.loads((model_dir / "config.json").read_text())
     have = json.loads((artifacts / "policy_init" / "config.json").read_text())
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
@@ -407,6 +409,8 @@ def parse_args(argv=None):
     p.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
                    help="fp32, or bf16 autocast with fp32 masters (default: the anchor's saved bf16 setting)")
     p.add_argument("--episodes", type=int, default=None, help="override total_episodes (smoke runs)")
+    p.add_argument("--check-precision", action="store_true",
+                   help="only check that this rlhfpipe's PPO can run --precision, print how, and exit")
     p.add_argument("--num-threads", type=int, default=None, help="default: params.yaml runtime.num_threads")
     p.add_argument("--results-file", default=None, help="also append the JSON result line to this file")
     return p.parse_args(argv)
@@ -414,6 +418,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.check_precision:
+        switch = precision_switch(PPOConfig(), args.precision or "fp32")[2]
+        print(json.dumps(dict(precision=args.precision or "fp32", precision_switch=switch)))
+        return {}
     t_script0 = time.perf_counter()
     art = args.artifacts
     for need in ("ppo_config.json", "prompts.jsonl", "tokenizer", "policy_init", "reward_init", "value_init"):

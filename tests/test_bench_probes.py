@@ -2,6 +2,7 @@
 full logits, logits on the response positions only, and logits computed without the head module."""
 
 import copy
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -115,3 +116,28 @@ def test_logits_without_the_head_module_are_assumed_on_every_position(probed, mo
         restore()
     assert stats.head_estimated
     assert stats.flops["ref_forward"] == pytest.approx(done, rel=0.01)
+
+
+def test_precision_switch_follows_what_rlhfpipe_offers(monkeypatch):
+    bench = load_bench()
+    cfg = bench.PPOConfig()
+
+    def with_argument(cfg, models, tokenizer, prompts, registry, live, checkpoint_directory, precision="fp32"):
+        pass
+
+    monkeypatch.setattr(bench, "train_ppo", with_argument)
+    assert bench.precision_switch(cfg, "bf16") == (cfg, {"precision": "bf16"}, "train_ppo(precision=)")
+
+    @dataclasses.dataclass
+    class WithField:
+        precision: str = "fp32"
+
+        def validate(self):
+            pass
+
+    monkeypatch.setattr(bench, "train_ppo", lambda cfg, models, tokenizer, prompts, registry, live, directory: None)
+    assert bench.precision_switch(WithField(), "bf16") == (WithField("bf16"), {}, "PPOConfig.precision")
+    # neither: fp32 runs as it is, bf16 is refused in one line
+    assert bench.precision_switch(cfg, "fp32")[:2] == (cfg, {})
+    with pytest.raises(SystemExit, match="no precision switch"):
+        bench.precision_switch(cfg, "bf16")
