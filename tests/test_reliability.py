@@ -30,7 +30,13 @@ def stage_spec(name: str) -> tuple[str, list[str], list[str]]:
     """(script, arguments, output paths) of stage ``name`` (``evaluate@ppo`` for a foreach item)."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     base, _, item = name.partition("@")
-    spec = json.loads(json.dumps(stages[base]["do"] if item else stages[base]).replace("${item}", item))
+    text = json.dumps(stages[base]["do"] if item else stages[base])
+    foreach = stages[base].get("foreach")
+    if isinstance(foreach, dict):  # moodpo@1: ${key} is the name, ${item} its value
+        text = text.replace("${key}", item)
+        item = foreach[item]
+    text = text.replace("${moodpo.prompts}", tiny_params()["moodpo"]["prompts"])
+    spec = json.loads(text.replace("${item}", item))
     words = spec["cmd"].split()
     start = next(i for i, w in enumerate(words) if w.startswith("stages/"))
     outs = [next(iter(o)) if isinstance(o, dict) else o for kind in ("outs", "metrics", "plots")
@@ -234,6 +240,14 @@ BAD_INPUTS = {
     "reward_model_missing": ("ppo", lambda root: None, "models/reward: no such directory"),
     "policy_missing": ("evaluate@ppo", lambda root: None, "models/ppo: no such directory"),
     "sft_model_missing": ("preferences", remove("models/sft"), "models/sft: no such directory"),
+    "grpo_reward_model_missing": ("grpo", lambda root: None, "models/reward: not a reward model directory (no config.json)"),
+    "compare_without_evaluations": ("compare", lambda root: None, "metrics/eval: no evaluation metrics"),
+    "child_sft_batch_size": ("child_sft", params(dialogue={"child_sft": {"batch_size": 0}}),
+                             "params.yaml: dialogue.child_sft.batch_size=0"),
+    "child_model_missing": ("dialogue_ppo", lambda root: None, "models/child_sft: no such directory"),
+    "moodpo_reward_model_missing": ("moodpo@1", lambda root: None,
+                                    "models/reward: not a reward model directory (no config.json)"),
+    "moodpo_policy_missing": ("moodpo_eval", lambda root: None, "models/moodpo_2: no such directory"),
 }
 
 
@@ -265,8 +279,8 @@ def test_bad_inputs_cover_every_stage_and_both_output_checks(base):
     """At least 20 cases over every stage; some stages have previous good outputs that must be kept."""
     assert len(BAD_INPUTS) >= 20
     stages = {stage for stage, _, _ in BAD_INPUTS.values()}
-    assert {s.partition("@")[0] for s in stages} == {"corpus", "prepare", "tokenizer", "sft", "preferences", "reward",
-                                                      "ppo", "evaluate"}
+    declared = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    assert len(declared) >= 14 and {s.partition("@")[0] for s in stages} == declared
     existing = {s for s in stages if all((base / out).exists() for out in stage_spec(s)[2] if not out.startswith("metrics/"))}
     assert {"prepare", "tokenizer", "sft"} <= existing and {"preferences", "reward", "ppo"}.isdisjoint(existing)
 
