@@ -9,6 +9,7 @@ from rlhfpipe.config import PreferencesConfig
 from rlhfpipe.preferences import dedupe_and_split, pair, prompt_key, rouge_filter, upvote_pairs
 
 from conftest import SHARED_DATA, copy_repo, stage, tiny_params, write_params
+from conftest import missing
 
 
 def test_rouge_filter_keeps_different_and_drops_similar():
@@ -53,7 +54,7 @@ def test_upvote_pairs_drop_ties():
 def test_counsel_chat_upvotes_through_prepare_preferences_and_reward(tmp_path):
     csv_path = SHARED_DATA / "counsel_chat.csv"
     if not csv_path.is_file():
-        pytest.skip("../shared/data/counsel_chat.csv is not beside this checkout")
+        missing("../shared/data/counsel_chat.csv is not beside this checkout")
     repo = copy_repo(tmp_path / "repo")
     params = tiny_params({
         "data": {"source": "counsel_chat", "path": str(csv_path)},
