@@ -6,7 +6,6 @@ import pytest
 
 from rlhfpipe.config import ParamError
 from rlhfpipe.rewards.cohesion import (
-    CONNECTIVE_CAP,
     INDEX_KEYS,
     CohesionWeights,
     cohesion_indices,

@@ -462,6 +462,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(resumed):
     assert {s.split(":")[0] for s in after_sft_kill} == {"corpus", "prepare", "tokenizer"}
     assert "sft: resuming from checkpoints/sft/checkpoint-" in second
     assert "Running stage 'ppo'" in third and "Running stage 'sft'" not in third
+    assert "ppo: resuming at update 1 of 2" in third  # not a restart from scratch
     final = lock_outs(repo)
     # upstream outputs keep the md5 they had when the stage downstream of them was killed
     assert {k: final[k] for k in after_sft_kill} == after_sft_kill
