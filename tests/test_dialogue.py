@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_repo, repro_until, run, tiny_params, write_params
+from conftest import out_md5s
 from rlhfpipe.config import CohesionWeights, DialogueConfig, ParamError, RewardTerm, load_section
 from rlhfpipe.dialogue import DialogueReward, Teacher, as_prompt, content_seed, read_windows, speaker_turns
 from rlhfpipe.errors import PipelineError
@@ -272,9 +273,9 @@ def test_stages_stop_in_one_line_and_write_nothing(tiny, tmp_path, script, args,
 
 # --- kill and resume through dvc repro ------------------------------------------------------------
 @pytest.mark.slow
-def test_killed_dialogue_ppo_resumes_from_its_last_checkpoint(tmp_path):
+def test_killed_dialogue_ppo_resumes_from_its_last_checkpoint(tmp_path, pipeline):
     repo = copy_repo(tmp_path / "repo")
-    write_params(repo, tiny_params({"runtime": {"num_threads": 1}}))
+    write_params(repo, tiny_params())  # the session pipeline's params: its outputs are the uninterrupted ones
     ckpt = repo / "checkpoints/dialogue_ppo/checkpoint"
     first = repro_until(repo, lambda: (ckpt / "state.json").is_file(), tmp_path / "first.log", "dialogue_ppo",
                         timeout=600)
@@ -288,3 +289,6 @@ def test_killed_dialogue_ppo_resumes_from_its_last_checkpoint(tmp_path):
     assert metrics["num_updates"] == metrics["episodes"] // 8 and metrics["checkpoint_interval"] >= 1
     assert 0 <= metrics["cohesion_before"] <= 1 and 0 <= metrics["cohesion_after"] <= 1
     assert (repo / "models/dialogue_ppo/model.safetensors").is_file() and not ckpt.parent.exists()
+    resumed = out_md5s(repo)
+    assert {"dialogue_ppo:models/dialogue_ppo", "dialogue_ppo:data/dialogue_ppo"} <= set(resumed)
+    assert resumed == {k: pipeline.md5s[k] for k in resumed}  # same weights, samples and curves as uninterrupted

@@ -8,7 +8,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, copy_repo, run, tiny_params, write_params
+from conftest import REPO, run, write_params
+from conftest import pipeline_copy
 from rlhfpipe.config import ParamError, load_section
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.moodpo import (format_instruction, hypervolume, parse_instruction, responsiveness, round_to_units,
@@ -148,12 +149,9 @@ def stages_run(output: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_moodpo_stages_through_dvc(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
-    params = tiny_params()
-    params["runtime"]["num_threads"] = 1
-    write_params(repo, params)
-    run(["dvc", "repro", "moodpo_eval"], cwd=repo)
+def test_moodpo_stages_through_dvc(tmp_path, pipeline):
+    repo = pipeline_copy(pipeline, tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     for path in ("models/moodpo_1/model.safetensors", "models/moodpo_2/model.safetensors",
                  "metrics/moodpo_pareto/moodpo.csv", "metrics/moodpo_pareto/sft.csv",
                  "metrics/train/moodpo_2/plots/metrics/train/loss.tsv"):
