@@ -198,3 +198,21 @@ def test_bad_ppo_values_name_the_key(key, value):
     with pytest.raises(ParamError) as err:
         cfg.validate()
     assert key in str(err.value)
+
+
+def test_resume_from_the_checkpoint_equals_the_uninterrupted_run(tokenizer, policy_dir, tmp_path, monkeypatch):
+    """Two updates, a checkpoint after the first. A new process (fresh models, fresh optimizer) given that
+    checkpoint runs only the second update, and ends where the uninterrupted run ended: weights, curves."""
+    samples = record(monkeypatch, "sample")
+    cfg = config(total_episodes=16, save_every=0.5, mini_batches=2, ppo_epochs=2, kl_coef=0.2, adaptive_kl=True)
+    registry = FixedScores([1.0, -1.0, 0.5, 2.0, -0.5, 0.0, 1.5, -2.0])
+    whole, models = run(cfg, tokenizer, policy_dir, registry, tmp_path)
+    assert len(samples) == 2 and (tmp_path / "ckpt/checkpoint/state.json").is_file()
+    weights = {k: v.clone() for k, v in models.policy.state_dict().items()}
+    samples.clear()
+    torch.manual_seed(12345)  # the checkpoint restores torch's generator too
+    resumed, models = run(cfg, tokenizer, policy_dir, registry, tmp_path)
+    assert len(samples) == 1  # it resumed at update 1: a restart from scratch would sample twice
+    assert resumed.history == whole.history and resumed.update == 2 and resumed.kl_coef == whole.kl_coef
+    for name, value in models.policy.state_dict().items():
+        torch.testing.assert_close(value, weights[name], atol=0, rtol=0)
