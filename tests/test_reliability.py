@@ -443,34 +443,40 @@ def trainer_checkpoint(repo: Path, stage: str, min_step: int):
 
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory):
-    """A tiny pipeline killed during ``dvc repro sft`` (after a checkpoint, 4 of 11 steps) and during
-    ``dvc repro ppo`` (after 1 of 2 updates), then run to ppo with ``dvc repro ppo``."""
+    """A tiny pipeline killed in turn during ``dvc repro sft`` (after a checkpoint, 4 of 11 steps), ``dvc repro
+    reward``, ``dvc repro ppo`` (after 1 of 2 updates) and ``dvc repro grpo``, then finished with ``dvc repro ppo
+    grpo``: each killed stage's log, and the outputs recorded after each kill."""
     root = tmp_path_factory.mktemp("killed")
     repo = copy_repo(root / "repo")
     write_params(repo, tiny_params())
-    repro_until(repo, trainer_checkpoint(repo, "sft", 4), root / "first.log", "sft")
-    after_sft_kill = lock_outs(repo)
-    second = repro_until(repo, lambda: (repo / "checkpoints/ppo/checkpoint/state.json").is_file(), root / "second.log",
-                         "ppo")
-    after_ppo_kill = lock_outs(repo)
-    third = run(["dvc", "repro", "ppo"], cwd=repo).stdout
-    return repo, after_sft_kill, after_ppo_kill, second, third
+    logs, kept = {}, {}
+    for name, ready in (("sft", trainer_checkpoint(repo, "sft", 4)), ("reward", trainer_checkpoint(repo, "reward", 1)),
+                        ("ppo", lambda: (repo / "checkpoints/ppo/checkpoint/state.json").is_file()),
+                        ("grpo", trainer_checkpoint(repo, "grpo", 1))):
+        logs[name] = repro_until(repo, ready, root / f"{name}.log", name)
+        kept[name] = lock_outs(repo)
+    logs["end"] = run(["dvc", "repro", "ppo", "grpo"], cwd=repo).stdout
+    return repo, logs, kept
 
 
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_uninterrupted_result(resumed, pipeline):
-    repo, after_sft_kill, after_ppo_kill, second, third = resumed
-    assert {s.split(":")[0] for s in after_sft_kill} == {"corpus", "prepare", "tokenizer"}
-    assert "sft: resuming from checkpoints/sft/checkpoint-" in second
-    assert "Running stage 'ppo'" in third and "Running stage 'sft'" not in third
-    assert "ppo: resuming at update 1 of 2" in third  # not a restart from scratch
+    repo, logs, kept = resumed
+    assert {s.split(":")[0] for s in kept["sft"]} == {"corpus", "prepare", "tokenizer"}
+    # each killed stage resumed from its checkpoint on the next repro, none restarted from scratch
+    assert "sft: resuming from checkpoints/sft/checkpoint-" in logs["reward"]
+    assert "reward: resuming from checkpoints/reward/checkpoint-" in logs["ppo"]
+    assert "grpo: resuming from checkpoints/grpo/checkpoint-" in logs["end"]
+    assert "ppo: resuming at update 1 of 2" in logs["end"]
+    assert "Running stage 'sft'" not in logs["end"] and "Running stage 'reward'" not in logs["end"]
     final = lock_outs(repo)
     # upstream outputs keep the md5 they had when the stage downstream of them was killed
-    assert {k: final[k] for k in after_sft_kill} == after_sft_kill
-    assert {k: final[k] for k in after_ppo_kill} == after_ppo_kill
-    assert not (repo / "checkpoints/sft").exists() and not (repo / "checkpoints/ppo").exists()
-    # the session's uninterrupted build gave the very same outputs (weights, curves, metrics) up to ppo
-    assert {"sft:models/sft", "ppo:models/ppo", "ppo:metrics/train/ppo", "reward:models/reward"} <= set(final)
+    for outs in kept.values():
+        assert {k: final[k] for k in outs} == outs
+    assert not list((repo / "checkpoints").glob("*/*"))
+    # the session's uninterrupted build gave the very same outputs (weights, curves, metrics)
+    assert {"sft:models/sft", "reward:models/reward", "ppo:models/ppo", "ppo:metrics/train/ppo",
+            "grpo:models/grpo", "grpo:metrics/train/grpo"} <= set(final)
     assert final == {k: pipeline.md5s[k] for k in final}
 
 
