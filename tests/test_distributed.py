@@ -270,8 +270,13 @@ def test_ppo_stage_with_two_processes_writes_once(trained):
          ["models/ppo", "metrics/ppo.json", "metrics/train/ppo", "metrics/ppo_training.png"])
     one, two = (read_json(trained / tag / "metrics/ppo.json") for tag in ("one", "two"))
     assert one.keys() == two.keys() and one["updates"] == two["updates"] == 2
+    from safetensors.torch import load_file
+
+    sft = load_file(trained / "one/models/sft/model.safetensors")
     for tag in ("one", "two"):
-        assert (trained / tag / "models/ppo/model.safetensors").is_file()
+        policy = load_file(trained / tag / "models/ppo/model.safetensors")
+        assert len(policy.keys() & sft.keys()) > 4
+        assert any(not torch.equal(policy[k], sft[k]) for k in policy.keys() & sft.keys())  # two updates moved it
         assert not (trained / tag / "models/ppo/adapter_config.json").exists()
     assert_written_once(trained / "two")
 

@@ -67,7 +67,7 @@ def test_second_repro_runs_nothing(built):
     assert stages_run(proc.stdout) == []
 
 
-def test_ppo_param_reruns_only_ppo_and_downstream(built):
+def test_ppo_param_reruns_only_ppo_and_downstream(built, pipeline):
     repo, _ = built
     proc = run(["dvc", "exp", "run", "-S", "ppo.kl_coef=0.2"], cwd=repo)
     ran = set(stages_run(proc.stdout))
@@ -76,8 +76,13 @@ def test_ppo_param_reruns_only_ppo_and_downstream(built):
                       "evaluate@grpo"}
     shown = run(["dvc", "exp", "show", "--no-pager", "--md"], cwd=repo).stdout
     assert "ppo.kl_coef" in shown or "kl_coef" in shown
-    diff = run(["dvc", "metrics", "diff", "--md"], cwd=repo).stdout
-    assert "metrics/eval/ppo.json" in diff
+    # the diff reports the experiment's numbers as its files hold them (the copy's git HEAD holds no metrics)
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], cwd=repo).stdout)["metrics/eval/ppo.json"]
+    before = json.loads((pipeline.repo / "metrics/eval/ppo.json").read_text())
+    after = json.loads((repo / "metrics/eval/ppo.json").read_text())
+    assert after["kl_to_sft"] != before["kl_to_sft"]
+    assert diff["kl_to_sft"]["new"] == after["kl_to_sft"]
+    assert diff["kl_to_sft"].get("old") in (None, before["kl_to_sft"])
 
 
 def test_bad_param_fails_with_one_line_and_keeps_outputs(built):
