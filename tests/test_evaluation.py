@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -173,6 +174,9 @@ def test_respond_against_itself_or_nothing():
     cfg = EvaluateConfig(batch_size=5, max_new_tokens=6)
     texts, kls = respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=0, reference=POLICY)
     assert kls == [0.0] * len(TOY_PROMPTS)
+    # a separate copy takes the computed path, not the "reference is policy" shortcut: the same texts, KL 0
+    copied = respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=0, reference=copy.deepcopy(POLICY))
+    assert copied[0] == texts and copied[1] == pytest.approx([0.0] * len(TOY_PROMPTS), abs=1e-6)
     assert respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=0) == (texts, None)
     assert respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=1)[0] != texts
 
@@ -209,6 +213,11 @@ def test_evaluate_policy_on_the_toy_by_hand():
     sft_metrics, sft_samples = evaluate_policy("sft", REFERENCE, REFERENCE, ToyTokenizer(), LengthRewardModel(),
                                                TOY_ROWS, cfg)
     assert sft_metrics["kl_to_sft"] == 0.0
+    computed, _ = evaluate_policy("sft", REFERENCE, copy.deepcopy(REFERENCE), ToyTokenizer(), LengthRewardModel(),
+                                  TOY_ROWS, cfg)  # not the shortcut: a copy of the reference, KL computed
+    assert computed["kl_to_sft"] == pytest.approx(0.0, abs=1e-6)
+    assert {k: v for k, v in computed.items() if k != "kl_to_sft"} == {
+        k: v for k, v in sft_metrics.items() if k != "kl_to_sft"}
     sft_texts, _ = respond(REFERENCE, ToyTokenizer(), [s["prompt"] for s in samples], cfg, 1.0, seed=3)
     assert [s["response"] for s in sft_samples] == sft_texts
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(lengths, (len(t.split()) for t in sft_texts))]

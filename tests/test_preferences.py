@@ -9,12 +9,13 @@ from rlhfpipe.config import PreferencesConfig
 from rlhfpipe.preferences import dedupe_and_split, pair, prompt_key, rouge_filter, upvote_pairs
 
 from conftest import SHARED_DATA, copy_repo, stage, tiny_params, write_params
+from conftest import missing
 
 
 def test_rouge_filter_keeps_different_and_drops_similar():
     reference = "It sounds like losing your job at the bakery has left you feeling sad."
     samples = [
-        "It sounds like losing your job at the bank has left you feeling sad.",  # ROUGE-L 12/13 ~ 0.92: dropped
+        "It sounds like losing your job at the bank has left you feeling sad.",  # ROUGE-L 13/14 ~ 0.93: dropped
         "Let us take this slowly today.",  # shares only "this"-free words: ROUGE-L 0: kept
         "",  # empty: dropped
     ]
@@ -22,8 +23,11 @@ def test_rouge_filter_keeps_different_and_drops_similar():
     assert [k for k, _ in kept] == ["Let us take this slowly today."]
     assert kept[0][1] == 0.0
     assert dropped == Counter({"rouge_at_or_above_threshold": 1, "empty_response": 1})
-    kept_all, _ = rouge_filter(reference, samples[:2], 1.0)
-    assert len(kept_all) == 2  # threshold 1.0 keeps everything but an exact copy
+    kept_all, dropped_all = rouge_filter(reference, [*samples[:2], reference], 1.0)
+    # threshold 1.0 keeps everything but an exact copy (ROUGE-L 1.0, at the threshold)
+    assert [k for k, _ in kept_all] == samples[:2]
+    assert kept_all[0][1] == pytest.approx(13 / 14)  # LCS 13 of 14 words both ways: F = 13/14
+    assert dropped_all == Counter({"rouge_at_or_above_threshold": 1})
 
 
 def test_dedupe_drops_duplicates_and_identical_pairs_and_keeps_prompts_apart():
@@ -81,7 +85,7 @@ def test_counsel_chat_preset_is_valid_and_selects_upvotes():
 def test_counsel_chat_upvotes_through_prepare_preferences_and_reward(tmp_path):
     csv_path = SHARED_DATA / "counsel_chat.csv"
     if not csv_path.is_file():
-        pytest.skip("../shared/data/counsel_chat.csv is not beside this checkout")
+        missing("../shared/data/counsel_chat.csv is not beside this checkout")
     repo = copy_repo(tmp_path / "repo")
     params = tiny_params({
         "data": {"source": "counsel_chat", "path": str(csv_path)},

@@ -297,6 +297,8 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
             for mb_start in range(0, batch_size, mini_batch_size):
                 mb_inds = perm[mb_start:mb_start + mini_batch_size]
                 optimizer.zero_grad(set_to_none=True)
+                # every process's tokens in this mini-batch: each micro-batch's token mean is weighted by its share
+                mb_tokens = distributed.all_reduce_sum(mask[mb_inds].sum().float())
                 for micro_start in range(0, mini_batch_size, micro_batch_size):
                     inds = mb_inds[micro_start:micro_start + micro_batch_size]
                     mb_mask = mask[inds].float()
@@ -306,10 +308,13 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
                     new_values = response_values(models, input_ids[inds], attention_mask[inds], context_length, mb_hidden)
                     pg_loss, pg_stats = policy_loss(new_logprobs, logprobs[inds], advantages[inds], mb_mask, cfg.cliprange)
                     vf_loss, vf_clipfrac = value_loss(new_values, values[inds], returns[inds], mb_mask, cfg.cliprange_value)
-                    # Token means over this process's rows, weighted by its share of the micro-batch's tokens
-                    # (1.0 alone): averaged over processes they become token means over the whole micro-batch.
-                    share = distributed.share(mb_mask.sum())
-                    loss = (pg_loss + cfg.vf_coef * vf_loss) / cfg.grad_accum * share
+                    # Token means over this process's micro-batch rows, weighted by their share of the mini-batch's
+                    # tokens over all processes (times the process count, which averaging gradients divides out):
+                    # summed over micro-batches and averaged over processes they become the token mean over the
+                    # whole mini-batch, however ragged the responses and however many micro-batches.
+                    weight = float(mb_mask.sum() * distributed.world_size() / mb_tokens)
+                    loss = (pg_loss + cfg.vf_coef * vf_loss) * weight
+                    share = weight * cfg.grad_accum  # logged means: one entry per micro-batch, token-weighted
                     loss.backward()
                     with torch.no_grad():
                         stats["pg_loss"].append(pg_loss.item() * share)
