@@ -353,6 +353,8 @@ class PPOConfig:
     """rollout sampling temperature; the same temperature divides logits when log-probs are recomputed"""
     max_new_tokens: int = 48
     """longest response"""
+    max_prompt_length: int = 256
+    """prompts longer than this many tokens (chat template included) are dropped, and counted in the metrics"""
     value_model: str = "separate"
     """separate (initialised from the reward model) or head (a value head on the policy)"""
     rewards: list[RewardTerm] = field(default_factory=lambda: [RewardTerm("reward_model", 1.0), RewardTerm("empathy", 0.5)])
@@ -383,6 +385,7 @@ class PPOConfig:
         check(0 <= self.lam <= 1, "lam", self.lam, "must be in [0, 1]")
         check(self.kl_coef >= 0, "kl_coef", self.kl_coef, "must be >= 0")
         check(self.kl_estimator in ("k1", "k3"), "kl_estimator", self.kl_estimator, "must be k1 or k3")
+        check(self.max_prompt_length >= 1, "max_prompt_length", self.max_prompt_length, "must be >= 1")
         check(self.target_kl > 0, "target_kl", self.target_kl, "must be > 0")
         check(self.kl_horizon >= 1, "kl_horizon", self.kl_horizon, "must be >= 1")
         check(self.reward_clip >= 0, "reward_clip", self.reward_clip, "must be >= 0 (0 = off)")
@@ -434,6 +437,8 @@ class GRPOConfig:
     """sampling temperature of training rollouts (the evaluation temperature, as for PPO)"""
     max_completion_length: int = 48
     """longest response in tokens"""
+    max_prompt_length: int = 256
+    """prompts longer than this many tokens (chat template included) are dropped, and counted in the metrics"""
     max_grad_norm: float = 1.0
     """global gradient-norm clip"""
     normalize_rewards: bool = True
@@ -460,6 +465,7 @@ class GRPOConfig:
         check(self.scale_rewards in ("group", "batch", "none"), "scale_rewards", self.scale_rewards, "must be group, batch or none")
         check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
         check(self.max_completion_length >= 1, "max_completion_length", self.max_completion_length, "must be >= 1")
+        check(self.max_prompt_length >= 1, "max_prompt_length", self.max_prompt_length, "must be >= 1")
         check(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "must be > 0")
         check(0 < self.save_every <= 1, "save_every", self.save_every, "must be in (0, 1]")
         validate_reward_terms(self.rewards, "rewards")

@@ -10,6 +10,7 @@ from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
+from rlhfpipe.prompt_length import drop_long_prompts  # noqa: E402
 from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
 from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
 from rlhfpipe.training.common import file_digest, fingerprint, open_live  # noqa: E402
@@ -23,7 +24,8 @@ def main(argv: list[str]) -> None:
     setup_runtime(runtime.num_threads, cfg.seed)
     distributed.init()
     tokenizer = load_tokenizer(sft_dir)
-    prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
+    prompts, dropped = drop_long_prompts(tokenizer, [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")],
+                                         cfg.max_prompt_length, "grpo.max_prompt_length")
     registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards)
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "prompts_train.jsonl"),
                       file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
@@ -35,7 +37,7 @@ def main(argv: list[str]) -> None:
         return
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
-    write_json(metrics_path, metrics)
+    write_json(metrics_path, {**metrics, "prompts_dropped": dropped})
     print(f"grpo: {metrics}")
 
 

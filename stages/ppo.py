@@ -11,6 +11,7 @@ from rlhfpipe.config import as_dict, load_section  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
 from rlhfpipe.plots import training_panels  # noqa: E402
+from rlhfpipe.prompt_length import drop_long_prompts  # noqa: E402
 from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
 from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
 from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live  # noqa: E402
@@ -24,7 +25,8 @@ def main(argv: list[str]) -> None:
     setup_runtime(runtime.num_threads, cfg.seed)
     device = distributed.init()
     tokenizer = load_tokenizer(sft_dir)
-    prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
+    prompts, dropped = drop_long_prompts(tokenizer, [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")],
+                                         cfg.max_prompt_length, "ppo.max_prompt_length")
     models = build_models(cfg, sft_dir, reward_dir, tokenizer, device)
     registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards)
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "prompts_train.jsonl"),
@@ -46,7 +48,8 @@ def main(argv: list[str]) -> None:
     first = state.history[0]
     write_json(metrics_path, {"updates": state.update, "first_score": first["objective/score"],
                               "final_score": last["objective/score"], "final_kl": last["objective/kl"],
-                              "final_kl_coef": state.kl_coef, "final_entropy": last["policy/entropy"]})
+                              "final_kl_coef": state.kl_coef, "final_entropy": last["policy/entropy"],
+                              "prompts_dropped": dropped})
     clear_checkpoints("ppo")
     print(f"ppo: {state.update} updates, score {first['objective/score']:.3f} -> {last['objective/score']:.3f}, "
           f"kl {last['objective/kl']:.3f}")

@@ -99,18 +99,43 @@ class RunState:
 
 def forward_policy(models: PPOModels, input_ids, attention_mask, context_length: int, temperature: float,
                    use_reference: bool = False, want_hidden: bool = False):
-    """Logits for the response positions: the token at t is predicted from position context_length - 1 + t."""
+    """Logits for the response positions: the token at t is predicted from position context_length - 1 + t.
+
+    The LM head runs on those T positions only (``logits_to_keep``): with a 50k-128k vocabulary, logits over
+    the prompt positions would dominate the memory of every forward.
+    """
     model = models.ref_policy if use_reference and models.ref_policy is not None else models.policy
     kwargs = dict(input_ids=input_ids, attention_mask=attention_mask,
-                  position_ids=position_ids_from_mask(attention_mask), output_hidden_states=want_hidden)
+                  position_ids=position_ids_from_mask(attention_mask), output_hidden_states=want_hidden,
+                  logits_to_keep=input_ids.shape[1] - context_length + 1)
     if use_reference and models.lora:
         with models.policy.disable_adapter():
             out = models.policy(**kwargs)
     else:
         out = model(**kwargs)
-    logits = out.logits[:, context_length - 1: -1]  # (B, T, V)
+    logits = out.logits[:, :-1]  # (B, T, V)
     hidden = out.hidden_states[-1][:, context_length - 1: -1] if want_hidden else None
     return logits, hidden
+
+
+@torch.no_grad()
+def rollout_scores(models: PPOModels, input_ids, attention_mask, responses, context_length: int, temperature: float,
+                   chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) reference log-probs and values of a rollout, ``chunk`` rows per forward, so the no-grad forwards
+    never hold more activations than one training micro-batch does."""
+    ref_logprobs, values = [], []
+    value_head = isinstance(models.value_model, ValueHead)
+    for start in range(0, input_ids.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        ids, att = input_ids[rows], attention_mask[rows]
+        ref_logits, _ = forward_policy(models, ids, att, context_length, temperature, use_reference=True)
+        ref_logprobs.append(logprobs_from_logits(ref_logits, responses[rows], temperature))
+        del ref_logits
+        hidden = None
+        if value_head:
+            _, hidden = forward_policy(models, ids, att, context_length, temperature, want_hidden=True)
+        values.append(response_values(models, ids, att, context_length, hidden))
+    return torch.cat(ref_logprobs), torch.cat(values)
 
 
 def response_values(models: PPOModels, input_ids, attention_mask, context_length: int, hidden=None):
@@ -263,15 +288,9 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
         texts = decode(tokenizer, responses)
         with torch.no_grad():
             # 3. reference log-probs at the rollout temperature, values of the rollout states
-            ref_logits, _ = forward_policy(models, input_ids, attention_mask, context_length, cfg.temperature,
-                                           use_reference=True)
-            ref_logprobs = logprobs_from_logits(ref_logits, responses, cfg.temperature) * mask
-            del ref_logits
-            hidden = None
-            if isinstance(models.value_model, ValueHead):
-                _, hidden = forward_policy(models, input_ids, attention_mask, context_length, cfg.temperature,
-                                           want_hidden=True)
-            values = response_values(models, input_ids, attention_mask, context_length, hidden) * mask
+            ref_logprobs, values = rollout_scores(models, input_ids, attention_mask, responses, context_length,
+                                                  cfg.temperature, micro_batch_size)
+            ref_logprobs, values = ref_logprobs * mask, values * mask
             # 4. scores: weighted registry rewards, missing-EOS penalty, clipping
             scores, components = registry.combine(cfg.rewards, batch_prompts, texts)
             scores = scores.to(device)
