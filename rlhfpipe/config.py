@@ -98,9 +98,13 @@ class RuntimeConfig:
     launcher: str = "python"
     """command that starts the sft, reward and ppo stages: python, torchrun --nproc_per_node N, or
     accelerate launch --config_file configs/accelerate/<name>.yaml (batch sizes stay global)"""
+    precision: str = "fp32"
+    """fp32, or bf16: bf16 autocast in the sft, reward, ppo and grpo forwards, with fp32 master weights and
+    fp32 log-probs (fast on GPUs with bf16 units; on CPUs mostly slower)"""
 
     def validate(self) -> None:
         check(self.num_threads >= 1, "num_threads", self.num_threads, "must be >= 1")
+        check(self.precision in ("fp32", "bf16"), "precision", self.precision, "must be fp32 or bf16")
         check(self.launcher.strip() != "", "launcher", self.launcher, "must name a command, e.g. python")
 
 
@@ -184,7 +188,8 @@ class ModelConfig:
     """load model.name_or_path or preferences.generator when its only weights are pickles (pytorch_model.bin);
     unpickling can run code, so only for a source you trust (read with torch weights_only=True all the same)"""
     dtype: str = "float32"
-    """weights dtype: float32 or bfloat16 (bf16 needs a GPU to be fast)"""
+    """dtype of the weights sft loads and saves: float32 or bfloat16; training keeps fp32 master weights
+    either way (bf16 compute is runtime.precision)"""
     seed: int = 0
     """seed of the from-scratch initialisation"""
 

@@ -24,10 +24,11 @@ def response_logprobs(model, queries: torch.Tensor, query_mask: torch.Tensor, re
                       response_mask: torch.Tensor, temperature: float) -> torch.Tensor:
     """(B, T) log-probs of ``responses`` under softmax(logits / temperature) of ``model``, one forward pass."""
     attention_mask = torch.cat([query_mask, response_mask], 1)
+    # the token at response position t is predicted from input position (prompt length - 1 + t); the head
+    # runs on those positions only
     logits = model(input_ids=torch.cat([queries, responses], 1), attention_mask=attention_mask,
-                   position_ids=position_ids_from_mask(attention_mask)).logits
-    # the token at response position t is predicted from input position (prompt length - 1 + t)
-    return logprobs_from_logits(logits[:, queries.shape[1] - 1:-1], responses, temperature)
+                   position_ids=position_ids_from_mask(attention_mask), logits_to_keep=responses.shape[1] + 1).logits
+    return logprobs_from_logits(logits[:, :-1], responses, temperature)
 
 
 @torch.no_grad()

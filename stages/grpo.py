@@ -31,7 +31,8 @@ def main(argv: list[str]) -> None:
                       file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
-        model, metrics = train_grpo(cfg, sft_dir, tokenizer, prompts, registry, live, key)
+        model, metrics = train_grpo(cfg, sft_dir, tokenizer, prompts, registry, live, key,
+                                    precision=runtime.precision)
         live.end()
     if not distributed.is_main():  # the policy and metrics are written once, by the main process
         return

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> None:
     ckpt, _ = checkpoint_dir("ppo", key)
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
-        state = train_ppo(cfg, models, tokenizer, prompts, registry, live, ckpt)
+        state = train_ppo(cfg, models, tokenizer, prompts, registry, live, ckpt, precision=runtime.precision)
         live.end()
     if not distributed.is_main():  # the policy, metrics and figure are written once, by the main process
         return

@@ -26,7 +26,8 @@ def main(argv: list[str]) -> None:
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(pairs_dir)), file_digest(Path(sft_dir)))
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
-        model, train_metrics = train_reward(cfg, sft_dir, tokenizer, train_rows, test_rows, live, key)
+        model, train_metrics = train_reward(cfg, sft_dir, tokenizer, train_rows, test_rows, live, key,
+                                            precision=runtime.precision)
         live.end()
     if not distributed.is_main():  # evaluation and every output belong to the main process
         return

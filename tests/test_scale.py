@@ -55,7 +55,7 @@ def test_rollout_forwards_build_logits_for_response_positions_only_and_in_micro_
         value_model = LlamaForSequenceClassification(big_vocab_config(num_labels=1)).eval()
     models = PPOModels(policy=policy, ref_policy=policy, value_model=value_model)
     ids, mask, responses = rollout_batch()
-    ref_logprobs, values = rollout_scores(models, ids, mask, responses, PROMPT, 1.0, chunk=2)
+    ref_logprobs, values, _ = rollout_scores(models, ids, mask, responses, PROMPT, 1.0, chunk=2)
     assert ref_logprobs.shape == values.shape == (BATCH, RESPONSE)
     assert shapes and max(s[0] * s[1] for s in shapes) <= 2 * (RESPONSE + 1)
     assert all(s[-1] == VOCAB for s in shapes)
@@ -91,3 +91,72 @@ def test_long_prompts_are_dropped_and_counted(tokenizer):
     assert kept == [short] and dropped == 2
     with pytest.raises(ParamError, match=r"ppo\.max_prompt_length=.*every one of the 1 prompts"):
         drop_long_prompts(tokenizer, [long], cap, "ppo.max_prompt_length")
+
+
+# ------------------------------------------------------------------------------------------------ precision
+class ConstantRegistry:
+    """Every response scores 1.0: the first update's statistics do not depend on the rewards."""
+
+    def combine(self, terms, prompts, texts):
+        return torch.ones(len(texts)), {"constant": torch.ones(len(texts))}
+
+
+class NullLive:
+    def log_metric(self, key, value):
+        pass
+
+    def next_step(self):
+        pass
+
+
+PROMPTS = [
+    [{"role": "user", "content": "I lost my job at the bakery, and I feel so sad."}],
+    [{"role": "user", "content": "Hi."}],
+    [{"role": "assistant", "content": "How are you?"}, {"role": "user", "content": "My sister stopped speaking to me."}],
+    [{"role": "user", "content": "Nobody calls me any more."}],
+]
+
+
+def one_ppo_update(tokenizer, precision: str, tmp_path):
+    """The first update of train_ppo, one mini-batch and one epoch: its ratio is measured before any step."""
+    from rlhfpipe.config import ModelConfig, PPOConfig
+    from rlhfpipe.modeling import build_causal_lm
+    from rlhfpipe.training.ppo import train_ppo
+
+    policy = build_causal_lm(ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                                         max_position_embeddings=256), tokenizer)
+    models = PPOModels(policy=policy, ref_policy=build_causal_lm(ModelConfig(
+        hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256), tokenizer).eval(),
+        value_model=ValueHead(32))
+    cfg = PPOConfig(total_episodes=4, batch_size=4, mini_batches=1, ppo_epochs=1, max_new_tokens=8, temperature=1.0,
+                    value_model="head")
+    state = train_ppo(cfg, models, tokenizer, PROMPTS, ConstantRegistry(), NullLive(), tmp_path / precision,
+                      precision=precision)
+    return state.history[0], models
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_first_ppo_minibatch_has_unit_ratio_and_zero_kl_under_autocast(tokenizer, precision, tmp_path):
+    row, models = one_ppo_update(tokenizer, precision, tmp_path)
+    assert abs(row["policy/ratio"] - 1.0) < 1e-5
+    assert abs(row["objective/kl"]) < 1e-4
+    assert row["policy/clipfrac"] == 0.0
+    # master weights stay fp32 under autocast
+    assert {p.dtype for p in models.policy.parameters()} == {torch.float32}
+    assert {p.dtype for p in models.value_model.parameters()} == {torch.float32}
+
+
+def test_sft_under_bfloat16_weights_trains_fp32_masters(tokenizer, tmp_path, monkeypatch):
+    from rlhfpipe.config import ModelConfig, SFTConfig
+    from rlhfpipe.training.common import NullLive
+    from rlhfpipe.training.sft import train_sft
+
+    monkeypatch.chdir(tmp_path)  # checkpoints/ goes under tmp_path
+    rows = [{"prompt": p, "completion": [{"role": "assistant", "content": "I hear you. That sounds hard."}]}
+            for p in PROMPTS * 2]
+    model_cfg = ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                            max_position_embeddings=128, dtype="bfloat16")
+    model, metrics = train_sft(SFTConfig(epochs=1.0, batch_size=4, learning_rate=1e-3, max_length=64),
+                               model_cfg, tokenizer, rows, rows[:4], NullLive(), "key")
+    assert metrics["steps"] == 2
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from rlhfpipe import distributed
 from rlhfpipe.config import ParamError, PPOConfig, as_dict
+from rlhfpipe.devices import autocast
 from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
 from rlhfpipe.modeling import disable_dropout, load_causal_lm, load_sequence_classifier, peft_config
 from rlhfpipe.ppo_math import (
@@ -120,10 +121,10 @@ def forward_policy(models: PPOModels, input_ids, attention_mask, context_length:
 
 @torch.no_grad()
 def rollout_scores(models: PPOModels, input_ids, attention_mask, responses, context_length: int, temperature: float,
-                   chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) reference log-probs and values of a rollout, ``chunk`` rows per forward, so the no-grad forwards
-    never hold more activations than one training micro-batch does."""
-    ref_logprobs, values = [], []
+                   chunk: int, with_policy: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(B, T) reference log-probs, values and (``with_policy``) the policy's log-probs of a rollout, ``chunk``
+    rows per forward, so the no-grad forwards never hold more activations than one training micro-batch does."""
+    ref_logprobs, values, logprobs = [], [], []
     value_head = isinstance(models.value_model, ValueHead)
     for start in range(0, input_ids.shape[0], chunk):
         rows = slice(start, start + chunk)
@@ -132,10 +133,13 @@ def rollout_scores(models: PPOModels, input_ids, attention_mask, responses, cont
         ref_logprobs.append(logprobs_from_logits(ref_logits, responses[rows], temperature))
         del ref_logits
         hidden = None
-        if value_head:
-            _, hidden = forward_policy(models, ids, att, context_length, temperature, want_hidden=True)
+        if value_head or with_policy:
+            logits, hidden = forward_policy(models, ids, att, context_length, temperature, want_hidden=value_head)
+            if with_policy:
+                logprobs.append(logprobs_from_logits(logits, responses[rows], temperature))
+            del logits
         values.append(response_values(models, ids, att, context_length, hidden))
-    return torch.cat(ref_logprobs), torch.cat(values)
+    return torch.cat(ref_logprobs), torch.cat(values), torch.cat(logprobs) if with_policy else None
 
 
 def response_values(models: PPOModels, input_ids, attention_mask, context_length: int, hidden=None):
@@ -229,8 +233,9 @@ def load_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
 # The loop
 # --------------------------------------------------------------------------------------------------
 def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[dict]], registry, live,
-              checkpoint_directory: Path) -> RunState:
+              checkpoint_directory: Path, precision: str = "fp32") -> RunState:
     """Run ``cfg.num_updates`` PPO updates; resumes from ``checkpoint_directory`` when it holds a checkpoint.
+    ``precision`` (runtime.precision) bf16 runs every forward under bf16 autocast.
 
     With several processes each one rolls out and trains on its slice of every rollout (batch sizes are global):
     gradients are averaged, advantages whitened and logged means taken over all of them.
@@ -275,8 +280,9 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
         queries, query_mask = encode_prompts(tokenizer, batch_prompts)
         queries, query_mask = queries.to(device), query_mask.to(device)
         context_length = queries.shape[1]
-        gen = sample(models.policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens,
-                     temperature=cfg.temperature, eos_token_id=eos_id, pad_token_id=pad_id, generator=generator)
+        with autocast(precision, device):
+            gen = sample(models.policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens,
+                         temperature=cfg.temperature, eos_token_id=eos_id, pad_token_id=pad_id, generator=generator)
         # 2. truncate after the first EOS; the mask keeps the EOS itself. Columns past the longest response
         # hold only padding: dropping them saves every later forward and backward their cost.
         responses, mask = truncate_after_eos(gen.responses, eos_id, pad_id)
@@ -287,10 +293,16 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
         attention_mask = torch.cat([query_mask, mask], dim=1)
         texts = decode(tokenizer, responses)
         with torch.no_grad():
-            # 3. reference log-probs at the rollout temperature, values of the rollout states
-            ref_logprobs, values = rollout_scores(models, input_ids, attention_mask, responses, context_length,
-                                                  cfg.temperature, micro_batch_size)
+            # 3. reference log-probs at the rollout temperature, values of the rollout states. Under bf16 the
+            # sampler's cached one-token forwards round differently from the full forward of the update, so the
+            # old log-probs are recomputed by that forward: the first ratio is then 1, as in fp32.
+            with autocast(precision, device):
+                ref_logprobs, values, recomputed = rollout_scores(
+                    models, input_ids, attention_mask, responses, context_length, cfg.temperature, micro_batch_size,
+                    with_policy=precision != "fp32")
             ref_logprobs, values = ref_logprobs * mask, values * mask
+            if recomputed is not None:
+                logprobs = recomputed * mask
             # 4. scores: weighted registry rewards, missing-EOS penalty, clipping
             scores, components = registry.combine(cfg.rewards, batch_prompts, texts)
             scores = scores.to(device)
@@ -319,10 +331,13 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
                 for micro_start in range(0, mini_batch_size, micro_batch_size):
                     inds = mb_inds[micro_start:micro_start + micro_batch_size]
                     mb_mask = mask[inds].float()
-                    logits, mb_hidden = forward_policy(models, input_ids[inds], attention_mask[inds], context_length,
-                                                       cfg.temperature, want_hidden=isinstance(models.value_model, ValueHead))
+                    with autocast(precision, device):
+                        logits, mb_hidden = forward_policy(
+                            models, input_ids[inds], attention_mask[inds], context_length, cfg.temperature,
+                            want_hidden=isinstance(models.value_model, ValueHead))
+                        new_values = response_values(models, input_ids[inds], attention_mask[inds], context_length,
+                                                     mb_hidden)
                     new_logprobs = logprobs_from_logits(logits, responses[inds], cfg.temperature)
-                    new_values = response_values(models, input_ids[inds], attention_mask[inds], context_length, mb_hidden)
                     pg_loss, pg_stats = policy_loss(new_logprobs, logprobs[inds], advantages[inds], mb_mask, cfg.cliprange)
                     vf_loss, vf_clipfrac = value_loss(new_values, values[inds], returns[inds], mb_mask, cfg.cliprange_value)
                     # Token means over this process's rows, weighted by its share of the micro-batch's tokens

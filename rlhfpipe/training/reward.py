@@ -24,7 +24,7 @@ def _dataset(rows: list[dict], margin: float) -> datasets.Dataset:
 
 
 def train_reward(cfg: RewardConfig, sft_dir: str, tokenizer, train_rows: list[dict], test_rows: list[dict],
-                 live, resume_key: str, bf16: bool = False):
+                 live, resume_key: str, precision: str = "fp32"):
     """Train and return the (merged) model; checkpoints in checkpoints/reward are resumed when valid."""
     from trl import RewardConfig as TrlRewardConfig
     from trl import RewardTrainer
@@ -38,7 +38,7 @@ def train_reward(cfg: RewardConfig, sft_dir: str, tokenizer, train_rows: list[di
         **trainer_arguments(
             ckpt, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
             warmup_ratio=0.05, weight_decay=0.0, seed=cfg.seed, n_examples=len(train_rows),
-            save_every=0.25, bf16=bf16,
+            save_every=0.25, precision=precision,
             batch_key="reward.batch_size",
         ),
         max_length=cfg.max_length,

@@ -1,0 +1,52 @@
+"""Where a stage's models, tensors and random generators live, and the precision its forwards run in.
+
+Every stage asks here instead of choosing for itself, so one machine change (CPU, one GPU, one GPU per
+launcher process) moves every model, batch and sampling generator together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from rlhfpipe import distributed
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def stage_device() -> torch.device:
+    """This process's device (joining the launcher's process group first); TF32 matmuls on CUDA.
+
+    TF32 keeps fp32 storage and rounds only the matmul inputs (10-bit mantissa), which the CPU toy runs never
+    see; on Ampere and later it is several times faster than exact fp32.
+    """
+    device = distributed.init()
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def place(obj, device: torch.device):
+    """A model or tensor on ``device`` (models are moved in place and returned)."""
+    return obj.to(device)
+
+
+def generator(seed: int, device: torch.device) -> torch.Generator:
+    """A seeded generator on ``device``: sampling draws its uniforms where the probabilities are."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def autocast(precision: str, device: torch.device):
+    """bf16 autocast for forwards under ``precision: bf16``; the weights, hence the optimizer's master copy,
+    stay fp32, and log-probs are taken in fp32 from the (bf16) logits. A no-op under fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def trl_precision(precision: str) -> dict:
+    """TRL's mixed-precision flags, both set: TRL's configs default to bf16 on, which would silently differ
+    from our fp32 runs."""
+    return {"bf16": precision == "bf16", "fp16": False}
