@@ -107,13 +107,16 @@ def generate_texts(
     seed: int, progress=None,
 ) -> list[str]:
     """Responses to ``prompts`` in order; the same seed and batch size give the same texts."""
-    generator = torch.Generator().manual_seed(seed)
+    from rlhfpipe import devices
+
+    device = next(model.parameters()).device
+    generator = devices.generator(seed, device)
     texts: list[str] = []
     model.eval()
     for start in range(0, len(prompts), batch_size):
         input_ids, attention_mask = encode_prompts(tokenizer, prompts[start:start + batch_size])
         gen = sample(
-            model, input_ids, attention_mask, max_new_tokens=max_new_tokens, temperature=temperature,
+            model, input_ids.to(device), attention_mask.to(device), max_new_tokens=max_new_tokens, temperature=temperature,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, generator=generator,
         )
         texts += decode(tokenizer, gen.responses)

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import torch
 
+from rlhfpipe import devices
 from rlhfpipe import evaluation as ev
 from rlhfpipe.config import EvaluateConfig
 from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
@@ -40,11 +41,13 @@ def respond(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, t
     greedy, at 1), so only the reference needs a forward pass, at that same temperature. A policy
     measured against itself has KL 0 exactly.
     """
-    generator = torch.Generator().manual_seed(seed)
+    device = next(policy.parameters()).device
+    generator = devices.generator(seed, device)
     logit_temperature = temperature if temperature > 0 else 1.0
     texts, kls = [], []
     for start in range(0, len(prompts), cfg.batch_size):
         queries, query_mask = encode_prompts(tokenizer, prompts[start:start + cfg.batch_size])
+        queries, query_mask = queries.to(device), query_mask.to(device)
         gen = sample(policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens, temperature=temperature,
                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, generator=generator)
         responses, mask = truncate_after_eos(gen.responses, tokenizer.eos_token_id, tokenizer.pad_token_id)

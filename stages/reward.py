@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
+from rlhfpipe.devices import stage_device  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
@@ -20,7 +21,7 @@ def main(argv: list[str]) -> None:
         argv, 7, "reward.py PREPARED_DIR PAIRS_DIR SFT_DIR OUT_DIR METRICS_JSON CALIBRATION_JSON CURVES_DIR")
     runtime, cfg = load_section("runtime"), load_section("reward")
     setup_runtime(runtime.num_threads, cfg.seed)
-    distributed.init()
+    device = stage_device()
     tokenizer = load_tokenizer(sft_dir)
     train_rows, test_rows = read_jsonl(Path(pairs_dir) / "train.jsonl"), read_jsonl(Path(pairs_dir) / "test.jsonl")
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(pairs_dir)), file_digest(Path(sft_dir)))
@@ -33,7 +34,7 @@ def main(argv: list[str]) -> None:
         return
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
-        rm = RewardModel(tmp)
+        rm = RewardModel(tmp, device)
         stats = normalisation_stats(rm, read_jsonl(Path(prepared) / "prompts_test.jsonl"))
         write_json(tmp / STATS_FILE, stats)
         metrics, calibration = evaluate_reward(rm, test_rows, cfg)

@@ -160,3 +160,30 @@ def test_sft_under_bfloat16_weights_trains_fp32_masters(tokenizer, tmp_path, mon
                                model_cfg, tokenizer, rows, rows[:4], NullLive(), "key")
     assert metrics["steps"] == 2
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+# ------------------------------------------------------------------------------------------------ device
+def test_every_model_and_generator_of_a_stage_is_placed_through_the_device_helper(tokenizer, tmp_path, monkeypatch):
+    from rlhfpipe import devices
+    from rlhfpipe.config import ModelConfig, PPOConfig
+    from rlhfpipe.generation import generate_texts
+    from rlhfpipe.modeling import build_causal_lm, save_model
+    from rlhfpipe.rewards.reward_model import RewardModel
+    from rlhfpipe.training.ppo import build_models
+
+    save_model(build_causal_lm(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                           max_position_embeddings=128), tokenizer), tokenizer, tmp_path / "sft")
+    placed, generators = [], []
+    real_place, real_generator = devices.place, devices.generator
+    monkeypatch.setattr(devices, "place", lambda obj, device: placed.append((obj, device)) or real_place(obj, device))
+    monkeypatch.setattr(devices, "generator",
+                        lambda seed, device: generators.append(device) or real_generator(seed, device))
+    stage = torch.device("cpu", 0)  # a device object distinct from the default torch.device("cpu")
+    models = build_models(PPOConfig(), str(tmp_path / "sft"), str(tmp_path / "sft"), tokenizer, stage)
+    rm = RewardModel(tmp_path / "sft", stage)
+    placed_ids = {id(obj) for obj, device in placed if device is stage}
+    for model in (models.policy, models.ref_policy, models.value_model, rm.model):
+        assert id(model) in placed_ids
+    assert rm.score(PROMPTS[:2], ["Okay.", "I hear you."]).shape == (2,)
+    generate_texts(models.policy, tokenizer, PROMPTS[:2], batch_size=2, max_new_tokens=2, temperature=1.0, seed=0)
+    assert generators == [next(models.policy.parameters()).device]

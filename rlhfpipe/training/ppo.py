@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm import tqdm
 
-from rlhfpipe import distributed
+from rlhfpipe import devices, distributed
 from rlhfpipe.config import ParamError, PPOConfig, as_dict
 from rlhfpipe.devices import autocast
 from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
@@ -87,7 +87,7 @@ def build_models(cfg: PPOConfig, policy_dir: str, value_dir: str, tokenizer, dev
         disable_dropout(value_model)
     for model in (policy, ref_policy, value_model):
         if model is not None:
-            model.to(device)
+            devices.place(model, device)
     return PPOModels(policy=policy, ref_policy=ref_policy, value_model=value_model, lora=cfg.lora.enabled)
 
 
@@ -254,7 +254,7 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
               else FixedKLController(cfg.kl_coef))
     # rank 0 samples as a single process does; the offset keeps other ranks off the prompt-order seed (seed + 1)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003 * rank)
+    generator = devices.generator(cfg.seed + 1_000_003 * rank, device)
     state = load_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator) or RunState(kl_coef=kl_ctl.value)
     kl_ctl.value = state.kl_coef
     if state.update:
