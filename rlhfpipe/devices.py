@@ -28,6 +28,12 @@ def stage_device() -> torch.device:
     return device
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device a model's weights are on (the CPU for a module without weights)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 def place(obj, device: torch.device):
     """A model or tensor on ``device`` (models are moved in place and returned)."""
     return obj.to(device)

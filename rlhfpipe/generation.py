@@ -109,7 +109,7 @@ def generate_texts(
     """Responses to ``prompts`` in order; the same seed and batch size give the same texts."""
     from rlhfpipe import devices
 
-    device = next(model.parameters()).device
+    device = devices.model_device(model)
     generator = devices.generator(seed, device)
     texts: list[str] = []
     model.eval()

@@ -41,7 +41,7 @@ def respond(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, t
     greedy, at 1), so only the reference needs a forward pass, at that same temperature. A policy
     measured against itself has KL 0 exactly.
     """
-    device = next(policy.parameters()).device
+    device = devices.model_device(policy)
     generator = devices.generator(seed, device)
     logit_temperature = temperature if temperature > 0 else 1.0
     texts, kls = [], []
