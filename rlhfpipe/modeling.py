@@ -197,13 +197,19 @@ def load_sequence_classifier(name_or_path: str, tokenizer, *, dtype: str = "floa
 
 
 def align_embeddings(model, tokenizer) -> None:
-    """Grow the embeddings when the tokenizer gained tokens (pad), and tell the model its special ids."""
+    """Grow the embeddings when the tokenizer gained tokens (pad), and tell the model its special ids. A list
+    of EOS ids (Llama 3's generation config ends at <|end_of_text|>, <|eom_id|> and <|eot_id|>) is kept, with
+    the tokenizer's EOS added to it."""
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
     for cfg in (model.config, getattr(model, "generation_config", None)):
         if cfg is not None:
             cfg.pad_token_id = tokenizer.pad_token_id
-            cfg.eos_token_id = tokenizer.eos_token_id
+            eos = getattr(cfg, "eos_token_id", None)
+            if isinstance(eos, list):
+                cfg.eos_token_id = eos + [tokenizer.eos_token_id] if tokenizer.eos_token_id not in eos else eos
+            else:
+                cfg.eos_token_id = tokenizer.eos_token_id
             cfg.bos_token_id = tokenizer.bos_token_id
 
 

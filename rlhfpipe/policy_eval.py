@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from rlhfpipe import devices
+from rlhfpipe.stop_tokens import stop_token_ids
 from rlhfpipe import evaluation as ev
 from rlhfpipe.config import EvaluateConfig
 from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
@@ -43,14 +44,15 @@ def respond(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, t
     """
     device = devices.model_device(policy)
     generator = devices.generator(seed, device)
+    stops = stop_token_ids(tokenizer, policy)
     logit_temperature = temperature if temperature > 0 else 1.0
     texts, kls = [], []
     for start in range(0, len(prompts), cfg.batch_size):
         queries, query_mask = encode_prompts(tokenizer, prompts[start:start + cfg.batch_size])
         queries, query_mask = queries.to(device), query_mask.to(device)
         gen = sample(policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens, temperature=temperature,
-                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, generator=generator)
-        responses, mask = truncate_after_eos(gen.responses, tokenizer.eos_token_id, tokenizer.pad_token_id)
+                     eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, generator=generator)
+        responses, mask = truncate_after_eos(gen.responses, stops, tokenizer.pad_token_id)
         texts += decode(tokenizer, responses)
         if reference is policy:
             kls += [0.0] * len(responses)

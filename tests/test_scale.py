@@ -187,3 +187,69 @@ def test_every_model_and_generator_of_a_stage_is_placed_through_the_device_helpe
     assert rm.score(PROMPTS[:2], ["Okay.", "I hear you."]).shape == (2,)
     generate_texts(models.policy, tokenizer, PROMPTS[:2], batch_size=2, max_new_tokens=2, temperature=1.0, seed=0)
     assert generators == [next(models.policy.parameters()).device]
+
+
+# ------------------------------------------------------------------------------------------------ stop tokens
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture()
+def chatml_tokenizer(tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = CHATML
+    return tok
+
+
+class AlwaysEmits(torch.nn.Module):
+    """A 'model' whose every next token is ``token`` with certainty."""
+
+    def __init__(self, vocab: int, token: int):
+        super().__init__()
+        self.vocab, self.token = vocab, token
+
+    def forward(self, input_ids, logits_to_keep=0, **kwargs):
+        from types import SimpleNamespace
+
+        logits = torch.full((*input_ids.shape, self.vocab), -1e4)
+        logits[..., self.token] = 0.0
+        return SimpleNamespace(logits=logits[:, -1:] if logits_to_keep else logits, past_key_values=None)
+
+
+def test_the_template_turn_end_is_a_stop_token(chatml_tokenizer, tokenizer):
+    from rlhfpipe.stop_tokens import stop_token_ids
+
+    im_end = chatml_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert stop_token_ids(chatml_tokenizer) == [chatml_tokenizer.eos_token_id, im_end]
+    assert stop_token_ids(tokenizer) == [tokenizer.eos_token_id]  # our template ends a turn with EOS itself
+
+
+def test_sampler_and_truncation_stop_at_im_end(chatml_tokenizer):
+    from rlhfpipe.generation import encode_prompts, sample
+    from rlhfpipe.ppo_math import truncate_after_eos
+    from rlhfpipe.stop_tokens import stop_token_ids
+
+    im_end = chatml_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    ids, mask = encode_prompts(chatml_tokenizer, PROMPTS[:2])
+    stops, pad = stop_token_ids(chatml_tokenizer), chatml_tokenizer.pad_token_id
+    gen = sample(AlwaysEmits(len(chatml_tokenizer), im_end), ids, mask, max_new_tokens=5, temperature=1.0,
+                 eos_token_id=stops, pad_token_id=pad, generator=torch.Generator().manual_seed(0))
+    assert gen.responses.tolist() == [[im_end, pad, pad, pad, pad]] * 2
+    responses, response_mask = truncate_after_eos(torch.tensor([[5, im_end, 7], [5, 6, 7]]), stops, pad)
+    assert responses.tolist() == [[5, im_end, pad], [5, 6, 7]]
+    assert response_mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+
+
+def test_align_embeddings_keeps_a_list_of_eos_ids(tokenizer):
+    from rlhfpipe.modeling import align_embeddings
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))
+    model.generation_config.eos_token_id = [7, 9]
+    align_embeddings(model, tokenizer)
+    assert model.generation_config.eos_token_id == [7, 9, tokenizer.eos_token_id]
+    assert model.config.eos_token_id == tokenizer.eos_token_id

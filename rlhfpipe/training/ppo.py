@@ -40,6 +40,7 @@ from rlhfpipe.ppo_math import (
     value_loss,
 )
 from rlhfpipe.rewards.reward_model import token_values
+from rlhfpipe.stop_tokens import stop_token_ids
 
 
 class ValueHead(torch.nn.Module):
@@ -240,7 +241,7 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
     With several processes each one rolls out and trains on its slice of every rollout (batch sizes are global):
     gradients are averaged, advantages whitened and logged means taken over all of them.
     """
-    eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    eos_id, pad_id = stop_token_ids(tokenizer, models.policy), tokenizer.pad_token_id
     world, rank = distributed.world_size(), distributed.rank()
     if cfg.micro_batch_size % world:
         raise ParamError("ppo.batch_size", cfg.batch_size, f"its micro-batch (batch_size / mini_batches / grad_accum "
@@ -306,7 +307,7 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
             # 4. scores: weighted registry rewards, missing-EOS penalty, clipping
             scores, components = registry.combine(cfg.rewards, batch_prompts, texts)
             scores = scores.to(device)
-            has_eos = (responses == eos_id).any(dim=1)
+            has_eos = torch.isin(responses, torch.tensor(eos_id, device=device)).any(dim=1)
             scores = scores - cfg.missing_eos_penalty * (~has_eos).float()
             if cfg.reward_clip > 0:
                 scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
