@@ -253,3 +253,50 @@ def test_align_embeddings_keeps_a_list_of_eos_ids(tokenizer):
     align_embeddings(model, tokenizer)
     assert model.generation_config.eos_token_id == [7, 9, tokenizer.eos_token_id]
     assert model.config.eos_token_id == tokenizer.eos_token_id
+
+
+# ------------------------------------------------------------------------------------------------ value model
+@pytest.fixture()
+def reward_dir(tokenizer, tmp_path):
+    import json
+
+    from rlhfpipe.modeling import save_model
+
+    torch.manual_seed(3)
+    model = LlamaForSequenceClassification(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, num_labels=1, pad_token_id=tokenizer.pad_token_id))
+    save_model(model, tokenizer, tmp_path / "reward")
+    (tmp_path / "reward" / "reward_stats.json").write_text(json.dumps({"mean": 2.0, "std": 4.0}))
+    return tmp_path / "reward"
+
+
+def test_value_model_starts_on_the_normalised_reward_scale(tokenizer, reward_dir):
+    from rlhfpipe.config import PPOConfig
+    from rlhfpipe.modeling import load_sequence_classifier
+    from rlhfpipe.rewards.reward_model import token_values
+    from rlhfpipe.training.ppo import build_models
+
+    ids = torch.tensor([[5, 9, 12, 40], [7, 7, 30, 2]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        raw = token_values(load_sequence_classifier(str(reward_dir), tokenizer).eval(), ids, mask)
+        for normalize, expected in ((True, (raw - 2.0) / 4.0), (False, raw)):
+            models = build_models(PPOConfig(normalize_rewards=normalize), str(reward_dir), str(reward_dir), tokenizer,
+                                  torch.device("cpu"))
+            torch.testing.assert_close(token_values(models.value_model.eval(), ids, mask), expected)
+    assert raw.abs().max() > 0.05  # a head of zeros would make the comparison vacuous
+
+
+def test_value_model_gets_lora_with_the_policy(tokenizer, reward_dir):
+    from rlhfpipe.config import LoraConfig, PPOConfig
+    from rlhfpipe.training.ppo import build_models
+
+    models = build_models(PPOConfig(lora=LoraConfig(enabled=True, dropout=0.1)), str(reward_dir), str(reward_dir),
+                          tokenizer, torch.device("cpu"))
+    trainable = [n for n, p in models.value_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("score.") for n in trainable)
+    assert any("lora_" in n for n in trainable)
+    # LoRA's dropout is off in both models: PPO's first ratio must be 1
+    for model in (models.policy, models.value_model):
+        assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))

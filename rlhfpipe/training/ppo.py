@@ -79,17 +79,52 @@ def build_models(cfg: PPOConfig, policy_dir: str, value_dir: str, tokenizer, dev
         from peft import get_peft_model
 
         policy = get_peft_model(policy, peft_config(cfg.lora, "CAUSAL_LM"))
+        disable_dropout(policy)  # LoRA's own dropout too
     else:
         ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)
     if cfg.value_model == "head":
         value_model = ValueHead(policy.config.hidden_size)
     else:
         value_model = load_sequence_classifier(value_dir, tokenizer)
+        if cfg.normalize_rewards:
+            fold_normalisation(value_model, value_dir)
+        if cfg.lora.enabled:
+            value_model = with_lora(value_model, cfg)
         disable_dropout(value_model)
     for model in (policy, ref_policy, value_model):
         if model is not None:
             devices.place(model, device)
     return PPOModels(policy=policy, ref_policy=ref_policy, value_model=value_model, lora=cfg.lora.enabled)
+
+
+def fold_normalisation(value_model, reward_dir: str) -> None:
+    """Rescale the scalar head so the value model starts by predicting the normalised score PPO is trained on,
+    (r - mean) / std, rather than the raw reward: a head with a bias, w / std and -mean / std (a no-op without
+    stored statistics)."""
+    from rlhfpipe.rewards.reward_model import STATS_FILE
+
+    stats_path = Path(reward_dir) / STATS_FILE
+    if not stats_path.is_file():
+        return
+    stats = json.loads(stats_path.read_text())
+    mean, std = float(stats["mean"]), float(stats["std"])
+    old = value_model.score
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True, dtype=old.weight.dtype)
+    with torch.no_grad():
+        head.weight.copy_(old.weight / std)
+        head.bias.copy_((old.bias if old.bias is not None else torch.zeros_like(head.bias)) / std - mean / std)
+    value_model.score = head
+
+
+def with_lora(value_model, cfg: PPOConfig):
+    """The value model with LoRA adapters on ``ppo.lora``'s modules and a trainable head; the backbone is frozen.
+
+    Returns the model itself (adapters injected in place), so the per-token value read stays one code path.
+    """
+    from peft import get_peft_model
+
+    peft_model = get_peft_model(value_model, peft_config(cfg.lora, "SEQ_CLS"))
+    return peft_model.base_model.model
 
 
 @dataclass
