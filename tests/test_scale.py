@@ -300,3 +300,23 @@ def test_value_model_gets_lora_with_the_policy(tokenizer, reward_dir):
     # LoRA's dropout is off in both models: PPO's first ratio must be 1
     for model in (models.policy, models.value_model):
         assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+
+
+# ------------------------------------------------------------------------------------------------ reward pairs
+def test_reward_trainer_counts_the_pairs_it_drops_for_length(tokenizer, reward_dir, tmp_path, monkeypatch):
+    from rlhfpipe.config import RewardConfig
+    from rlhfpipe.training.common import NullLive
+    from rlhfpipe.training.reward import train_reward
+
+    monkeypatch.chdir(tmp_path)
+    short = [{"role": "assistant", "content": "I hear you."}]
+    long = [{"role": "assistant", "content": "I hear you and I am here with you. " * 30}]  # far over 64 tokens
+
+    def pair(chosen, rejected):
+        return {"prompt": PROMPTS[1], "chosen": chosen, "rejected": rejected, "source": "toy"}
+
+    train = [pair(short, short)] * 4 + [pair(long, short), pair(short, long), pair(long, long)]
+    test = [pair(short, short)] * 2 + [pair(short, long)]
+    _, metrics = train_reward(RewardConfig(epochs=1.0, batch_size=4, max_length=64), str(reward_dir), tokenizer,
+                              train, test, NullLive(), "key")
+    assert metrics["pairs_dropped_too_long"] == {"train": 3, "test": 1}

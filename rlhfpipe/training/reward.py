@@ -56,12 +56,18 @@ def train_reward(cfg: RewardConfig, sft_dir: str, tokenizer, train_rows: list[di
                                        "eval_accuracy", "eval_margin"))],
     )
     refuse_zero3(trainer)
+    # TRL drops every pair with a side longer than max_length; count them so a cap that bites shows in metrics
+    dropped = {"train": len(train_rows) - len(trainer.train_dataset), "test": len(test_rows) - len(trainer.eval_dataset)}
+    if dropped["train"]:
+        print(f"reward: {dropped['train']} of {len(train_rows)} training pairs are longer than "
+              f"reward.max_length={cfg.max_length} tokens and were left out of training")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
     if cfg.lora.enabled:
         model = model.merge_and_unload()
     clear_checkpoints("reward")
-    return model.eval(), {"params": count_params(model), "steps": trainer.state.global_step}
+    return model.eval(), {"params": count_params(model), "steps": trainer.state.global_step,
+                          "pairs_dropped_too_long": dropped}
 
 
 def evaluate_reward(rm: RewardModel, test_rows: list[dict], cfg: RewardConfig) -> tuple[dict, list[dict]]:
