@@ -224,10 +224,15 @@ def peft_config(lora: LoraConfig, task_type: str):
 
 def disable_dropout(model: torch.nn.Module) -> None:
     """Dropout off everywhere: PPO's ratio must be exactly 1 before the first update."""
+    keys = ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop")
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    for key in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        # attention layers copy the rate from the config at construction and pass it to the kernel
+        for key in keys:
+            if isinstance(getattr(module, key, None), float):
+                setattr(module, key, 0.0)
+    for key in keys:
         if hasattr(model.config, key):
             setattr(model.config, key, 0.0)
 

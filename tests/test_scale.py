@@ -320,3 +320,29 @@ def test_reward_trainer_counts_the_pairs_it_drops_for_length(tokenizer, reward_d
     _, metrics = train_reward(RewardConfig(epochs=1.0, batch_size=4, max_length=64), str(reward_dir), tokenizer,
                               train, test, NullLive(), "key")
     assert metrics["pairs_dropped_too_long"] == {"train": 3, "test": 1}
+
+
+def test_disable_dropout_zeroes_the_attention_layers_own_rate():
+    from rlhfpipe.modeling import disable_dropout
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, attention_dropout=0.5))
+    assert model.model.layers[0].self_attn.attention_dropout == 0.5
+    disable_dropout(model)
+    assert model.model.layers[0].self_attn.attention_dropout == 0.0
+    model.train()  # dropout would act in training mode only
+    ids = torch.tensor([[3, 5, 7, 9, 11]])
+    torch.testing.assert_close(model(input_ids=ids).logits, model(input_ids=ids).logits, rtol=0, atol=0)
+
+
+def test_file_digest_streams_and_matches_md5_of_names_and_bytes(tmp_path):
+    import hashlib
+
+    from rlhfpipe.training.common import file_digest
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b.bin").write_bytes(b"x" * (3 << 20))  # three blocks
+    (tmp_path / "d" / "a.txt").write_bytes(b"hello")
+    expected = hashlib.md5(b"a.txt" + b"hello" + b"b.bin" + b"x" * (3 << 20)).hexdigest()
+    assert file_digest(tmp_path / "d") == expected

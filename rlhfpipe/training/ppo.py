@@ -433,6 +433,7 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
             if distributed.is_main():
                 save_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator_states, state,
                                 cfg.batch_size)
+            distributed.barrier()  # no process runs ahead of a checkpoint that is still being written
     bar.close()
     return state
 
