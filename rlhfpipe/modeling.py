@@ -73,8 +73,22 @@ def adapt_pretrained_tokenizer(name_or_path: str, trust_remote_code: bool) -> Pr
         if tok.bos_token is None:
             tok.add_special_tokens({"bos_token": BOS})
         tok.chat_template = CHAT_TEMPLATE
+    tok.chat_template = pin_template_date(tok.chat_template)
     tok.padding_side = "left"
     return tok
+
+
+# The date Llama 3.1's template falls back to; any fixed date keeps prompts (hence every result) independent
+# of the day a stage runs.
+TEMPLATE_DATE = "26 Jul 2024"
+
+
+def pin_template_date(template: str) -> str:
+    """A chat template that calls ``strftime_now`` (Llama 3.2 stamps "Today Date" into every system prompt)
+    gets a macro of that name returning TEMPLATE_DATE, which shadows the renderer's clock."""
+    if not isinstance(template, str) or "strftime_now" not in template:
+        return template
+    return "{%- macro strftime_now(format) -%}" + TEMPLATE_DATE + "{%- endmacro -%}" + template
 
 
 def load_tokenizer(path: str | Path, *, key: str | None = None, trust_remote_code: bool = False) -> PreTrainedTokenizerFast:

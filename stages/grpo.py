@@ -23,7 +23,7 @@ def main(argv: list[str]) -> None:
         argv, 6, "grpo.py PREPARED_DIR SFT_DIR REWARD_DIR OUT_DIR METRICS_JSON CURVES_DIR")
     runtime, cfg = load_section("runtime"), load_section("grpo")
     setup_runtime(runtime.num_threads, cfg.seed)
-    device = stage_device()
+    device = stage_device(launched=True)
     tokenizer = load_tokenizer(sft_dir)
     prompts, dropped = drop_long_prompts(tokenizer, [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")],
                                          cfg.max_prompt_length, "grpo.max_prompt_length")

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.devices import stage_device  # noqa: E402
+from rlhfpipe.devices import refuse_deepspeed, stage_device  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
@@ -24,7 +24,8 @@ def main(argv: list[str]) -> None:
         argv, 7, "ppo.py PREPARED_DIR SFT_DIR REWARD_DIR OUT_DIR METRICS_JSON CURVES_DIR FIGURE_PNG")
     runtime, cfg = load_section("runtime"), load_section("ppo")
     setup_runtime(runtime.num_threads, cfg.seed)
-    device = stage_device()
+    refuse_deepspeed("ppo")
+    device = stage_device(launched=True)
     tokenizer = load_tokenizer(sft_dir)
     prompts, dropped = drop_long_prompts(tokenizer, [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")],
                                          cfg.max_prompt_length, "ppo.max_prompt_length")

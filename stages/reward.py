@@ -21,7 +21,7 @@ def main(argv: list[str]) -> None:
         argv, 7, "reward.py PREPARED_DIR PAIRS_DIR SFT_DIR OUT_DIR METRICS_JSON CALIBRATION_JSON CURVES_DIR")
     runtime, cfg = load_section("runtime"), load_section("reward")
     setup_runtime(runtime.num_threads, cfg.seed)
-    device = stage_device()
+    device = stage_device(launched=True)
     tokenizer = load_tokenizer(sft_dir)
     train_rows, test_rows = read_jsonl(Path(pairs_dir) / "train.jsonl"), read_jsonl(Path(pairs_dir) / "test.jsonl")
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(pairs_dir)), file_digest(Path(sft_dir)))

@@ -20,7 +20,7 @@ def main(argv: list[str]) -> None:
         argv, 5, "sft.py PREPARED_DIR TOKENIZER_DIR OUT_DIR METRICS_JSON CURVES_DIR")
     runtime, cfg, model_cfg = load_section("runtime"), load_section("sft"), load_section("model")
     setup_runtime(runtime.num_threads, cfg.seed)
-    stage_device()
+    stage_device(launched=True)
     tokenizer = load_tokenizer(tokenizer_dir)
     train_rows = read_jsonl(Path(prepared) / "sft_train.jsonl")
     val_rows = read_jsonl(Path(prepared) / "sft_val.jsonl")

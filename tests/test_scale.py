@@ -346,3 +346,39 @@ def test_file_digest_streams_and_matches_md5_of_names_and_bytes(tmp_path):
     (tmp_path / "d" / "a.txt").write_bytes(b"hello")
     expected = hashlib.md5(b"a.txt" + b"hello" + b"b.bin" + b"x" * (3 << 20)).hexdigest()
     assert file_digest(tmp_path / "d") == expected
+
+
+def test_date_stamping_templates_render_a_fixed_date(tokenizer):
+    import copy
+    import datetime
+
+    from rlhfpipe.modeling import TEMPLATE_DATE, pin_template_date
+
+    tok = copy.deepcopy(tokenizer)
+    # the shape of Llama 3.2's template: date_string from the clock unless given
+    tok.chat_template = pin_template_date(
+        '{%- if not date_string is defined %}{%- if strftime_now is defined %}'
+        '{%- set date_string = strftime_now("%d %b %Y") %}{%- else %}{%- set date_string = "none" %}{%- endif %}'
+        '{%- endif %}Today Date: {{ date_string }}\n{% for m in messages %}{{ m["content"] }}{% endfor %}')
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    assert text == f"Today Date: {TEMPLATE_DATE}\nhi"
+    assert datetime.date.today().strftime("%d %b %Y") not in text
+    assert pin_template_date("{{ messages }}") == "{{ messages }}"
+
+
+def test_several_gpus_without_a_launcher_and_deepspeed_under_ppo_are_refused_in_one_line(monkeypatch):
+    from rlhfpipe import devices
+    from rlhfpipe.errors import PipelineError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(PipelineError, match=r"^4 GPUs are visible to one process: set runtime.launcher"):
+        devices.stage_device(launched=True)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    devices.refuse_unlaunched_gpus()  # one process per GPU: fine
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(PipelineError, match=r"^ppo: DeepSpeed launchers are not supported"):
+        devices.refuse_deepspeed("ppo")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "false")
+    devices.refuse_deepspeed("ppo")
