@@ -382,3 +382,18 @@ def test_several_gpus_without_a_launcher_and_deepspeed_under_ppo_are_refused_in_
         devices.refuse_deepspeed("ppo")
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "false")
     devices.refuse_deepspeed("ppo")
+
+
+@pytest.mark.slow
+def test_gpu_smoke_script_runs_end_to_end_on_the_cpu():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", "bench/gpu_smoke.sh", "--cpu", "--tiny", "--steps", "1", "--batch", "4"],
+                          cwd=repo, capture_output=True, text=True, timeout=900,
+                          env={**__import__("os").environ, "PYTHON": sys.executable, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = [line for line in done.stdout.splitlines() if line.startswith("| tiny |")]
+    assert [line.split("|")[2].strip() for line in table] == ["sft", "reward", "ppo", "grpo"]
