@@ -397,3 +397,50 @@ def test_gpu_smoke_script_runs_end_to_end_on_the_cpu():
     assert done.returncode == 0, done.stderr[-2000:]
     table = [line for line in done.stdout.splitlines() if line.startswith("| tiny |")]
     assert [line.split("|")[2].strip() for line in table] == ["sft", "reward", "ppo", "grpo"]
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+class LengthRegistry:
+    calls = 0
+
+    def combine(self, terms, prompts, texts):
+        LengthRegistry.calls += 1
+        scores = torch.tensor([len(t) / 20.0 for t in texts])
+        return scores, {"length": scores}
+
+
+def lora_ppo(tokenizer, reward_dir, checkpoints, seed_models: int = 0):
+    from rlhfpipe.config import LoraConfig, PPOConfig
+    from rlhfpipe.training.ppo import build_models, train_ppo
+
+    cfg = PPOConfig(total_episodes=8, batch_size=4, mini_batches=2, ppo_epochs=1, max_new_tokens=6, temperature=1.0,
+                    save_every=0.5, learning_rate=1e-2, lora=LoraConfig(enabled=True, r=4, alpha=8))
+    torch.manual_seed(seed_models)  # LoRA's A matrices are drawn at random
+    models = build_models(cfg, str(reward_dir), str(reward_dir), tokenizer, torch.device("cpu"))
+    state = train_ppo(cfg, models, tokenizer, PROMPTS, LengthRegistry(), NullLive(), checkpoints)
+    return models, state
+
+
+def test_ppo_checkpoint_holds_trainable_tensors_only_and_resumes_to_the_uninterrupted_run(tokenizer, reward_dir,
+                                                                                         tmp_path):
+    from safetensors.torch import load_file
+
+    from rlhfpipe.training.ppo import trainable_tensors
+
+    # reward_dir holds a sequence classifier; as a causal LM its backbone loads and its head is new (seeded)
+    torch.manual_seed(0)
+    whole, whole_state = lora_ppo(tokenizer, reward_dir, tmp_path / "ckpt")  # leaves its update-1 checkpoint
+    saved = load_file(tmp_path / "ckpt" / "checkpoint" / "policy.safetensors")
+    assert saved and all("lora_" in name for name in saved)
+    value_saved = load_file(tmp_path / "ckpt" / "checkpoint" / "value.safetensors")
+    assert all("lora_" in name or name.startswith("score.") for name in value_saved)
+    torch.manual_seed(0)
+    LengthRegistry.calls = 0
+    resumed, resumed_state = lora_ppo(tokenizer, reward_dir, tmp_path / "ckpt")  # resumes at update 1
+    assert LengthRegistry.calls == 1  # only update 2 was rolled out
+    assert resumed_state.history == whole_state.history and len(whole_state.history) == 2
+    for model in ("policy", "value_model"):
+        a, b = trainable_tensors(getattr(whole, model)), trainable_tensors(getattr(resumed, model))
+        assert a.keys() == b.keys()
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)

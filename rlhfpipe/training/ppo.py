@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from rlhfpipe import devices, distributed
 from rlhfpipe.config import ParamError, PPOConfig, as_dict
+from rlhfpipe.errors import PipelineError
 from rlhfpipe.devices import autocast
 from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
 from rlhfpipe.modeling import disable_dropout, load_causal_lm, load_sequence_classifier, peft_config
@@ -201,6 +202,20 @@ def lr_lambda(schedule: str, total: int, warmup: int):
 # --------------------------------------------------------------------------------------------------
 # Checkpoints: tensors in safetensors, everything else in JSON (no pickle anywhere).
 # --------------------------------------------------------------------------------------------------
+def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters the optimizer updates, by name; a tied weight is listed once (named_parameters dedups)."""
+    return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model: torch.nn.Module, path: Path) -> None:
+    """Load what trainable_tensors saved; the names must be exactly the model's trainable ones."""
+    tensors = load_file(path)
+    expected = {name for name, p in model.named_parameters() if p.requires_grad}
+    if set(tensors) != expected:
+        raise PipelineError(f"{path}: holds other tensors than this model trains; delete the checkpoint folder")
+    model.load_state_dict(tensors, strict=False)
+
+
 def generator_key(rank: int) -> str:
     # rank 0 keeps the one-process name, so a one-process checkpoint is laid out as before
     return "generator" if rank == 0 else f"generator.{rank}"
@@ -211,9 +226,9 @@ def save_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
     """Called by the main process; ``generator_states`` holds every process's sampling generator, in rank order."""
     tmp = directory / "checkpoint.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    # save_model/load_model handle tied embeddings (one storage under two names)
-    save_model(models.policy, str(tmp / "policy.safetensors"))
-    save_model(models.value_model, str(tmp / "value.safetensors"))
+    # trainable tensors only: the frozen base (under LoRA) is rebuilt from the stage's inputs on resume
+    save_file(trainable_tensors(models.policy), tmp / "policy.safetensors")
+    save_file(trainable_tensors(models.value_model), tmp / "value.safetensors")
     opt = optimizer.state_dict()
     tensors = {f"{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
     for r, generator_state in enumerate(generator_states):
@@ -249,8 +264,8 @@ def load_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
     if written_by != world:  # each process resumes its own sampling generator
         print(f"ppo: not resuming {ckpt}: it was written by {written_by} processes, this run has {world}")
         return None
-    load_model(models.policy, str(ckpt / "policy.safetensors"))
-    load_model(models.value_model, str(ckpt / "value.safetensors"))
+    load_trainable(models.policy, ckpt / "policy.safetensors")
+    load_trainable(models.value_model, ckpt / "value.safetensors")
     tensors = load_file(ckpt / "optimizer.safetensors")
     generator.set_state(tensors[generator_key(distributed.rank())])
     for r in range(world):
