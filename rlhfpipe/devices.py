@@ -17,16 +17,17 @@ from rlhfpipe.errors import PipelineError
 PRECISIONS = ("fp32", "bf16")
 
 
-def stage_device(launched: bool = False) -> torch.device:
+def stage_device(launched: bool = False, trl_single: bool = False) -> torch.device:
     """This process's device (joining the launcher's process group first); TF32 matmuls on CUDA.
 
     ``launched``: the stage runs under ``runtime.launcher``, so several visible GPUs without a launcher are
-    refused in one line (TRL would wrap the model in DataParallel or raise deep inside its setup).
+    refused in one line (TRL would wrap the model in DataParallel or raise deep inside its setup);
+    ``trl_single``: a TRL stage that always runs as one process (child_sft, moodpo), refused likewise.
     TF32 keeps fp32 storage and rounds only the matmul inputs (10-bit mantissa), which the CPU toy runs never
     see; on Ampere and later it is several times faster than exact fp32.
     """
-    if launched:
-        refuse_unlaunched_gpus()
+    if launched or trl_single:
+        refuse_unlaunched_gpus(launched)
     device = distributed.init()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -40,9 +41,12 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def refuse_unlaunched_gpus() -> None:
+def refuse_unlaunched_gpus(launched: bool = True) -> None:
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if gpus > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        if not launched:
+            raise PipelineError(f"{gpus} GPUs are visible, and this stage trains in one process: pick one GPU "
+                                "with CUDA_VISIBLE_DEVICES=0")
         raise PipelineError(
             f"{gpus} GPUs are visible to one process: set runtime.launcher to start one process per GPU "
             "(e.g. 'torchrun --nproc_per_node N' or 'accelerate launch --config_file "

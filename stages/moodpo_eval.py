@@ -7,8 +7,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
-from rlhfpipe.devices import place, stage_device  # noqa: E402
 from rlhfpipe.config import load_section  # noqa: E402
+from rlhfpipe.devices import place, stage_device  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_causal_lm, load_tokenizer  # noqa: E402
 from rlhfpipe.moodpo_eval import evaluate_grid  # noqa: E402
