@@ -289,6 +289,13 @@ class RewardConfig:
     """adapter training instead of full fine-tuning"""
     bootstrap_samples: int = 1000
     """resamples for the 95% interval of the held-out accuracy"""
+    norm_prompts: int = 256
+    """training prompts the SFT policy answers to set the reward's normalisation mean and std (the scores PPO
+    and GRPO see at their start)"""
+    norm_temperature: float = 0.7
+    """sampling temperature of those answers (the rollout temperature of ppo and grpo)"""
+    norm_max_new_tokens: int = 48
+    """longest of those answers"""
     calibration_bins: int = 10
     """bins of the calibration plot"""
     seed: int = 0
@@ -303,6 +310,9 @@ class RewardConfig:
         check(self.center_rewards_coefficient >= 0, "center_rewards_coefficient", self.center_rewards_coefficient, "must be >= 0")
         check(self.bootstrap_samples >= 10, "bootstrap_samples", self.bootstrap_samples, "must be >= 10")
         check(self.calibration_bins >= 2, "calibration_bins", self.calibration_bins, "must be >= 2")
+        check(self.norm_prompts >= 2, "norm_prompts", self.norm_prompts, "must be >= 2 (a std needs two scores)")
+        check(self.norm_temperature > 0, "norm_temperature", self.norm_temperature, "must be > 0")
+        check(self.norm_max_new_tokens >= 1, "norm_max_new_tokens", self.norm_max_new_tokens, "must be >= 1")
         nested("lora", self.lora.validate)
 
 
@@ -349,7 +359,7 @@ class PPOConfig:
     whiten_rewards: bool = False
     """whiten the per-token rewards before GAE"""
     normalize_rewards: bool = True
-    """normalise the reward model score with its stored mean/std on reference responses"""
+    """normalise the reward model score with its stored mean/std on SFT samples for training prompts"""
     reward_clip: float = 5.0
     """clip the total score to [-reward_clip, reward_clip] (0 = off)"""
     missing_eos_penalty: float = 1.0
@@ -447,7 +457,7 @@ class GRPOConfig:
     max_grad_norm: float = 1.0
     """global gradient-norm clip"""
     normalize_rewards: bool = True
-    """normalise the reward model score with its stored mean/std on reference responses"""
+    """normalise the reward model score with its stored mean/std on SFT samples for training prompts"""
     rewards: list[RewardTerm] = field(default_factory=lambda: [RewardTerm("reward_model", 1.0), RewardTerm("empathy", 0.5)])
     """weighted registry rewards GRPO maximises (by default the same as ppo.rewards)"""
     lora: LoraConfig = field(default_factory=LoraConfig)

@@ -8,9 +8,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
-from rlhfpipe.devices import stage_device  # noqa: E402
+from rlhfpipe.devices import place, stage_device  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
-from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
+from rlhfpipe.modeling import load_causal_lm, load_tokenizer, save_model  # noqa: E402
 from rlhfpipe.rewards.reward_model import STATS_FILE, RewardModel  # noqa: E402
 from rlhfpipe.training.common import file_digest, fingerprint, open_live  # noqa: E402
 from rlhfpipe.training.reward import evaluate_reward, normalisation_stats, train_reward  # noqa: E402
@@ -35,11 +35,13 @@ def main(argv: list[str]) -> None:
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
         rm = RewardModel(tmp, device)
-        stats = normalisation_stats(rm, read_jsonl(Path(prepared) / "prompts_test.jsonl"))
+        sft = place(load_causal_lm(sft_dir, tokenizer).eval(), device)
+        train_prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
+        stats = normalisation_stats(rm, sft, tokenizer, train_prompts, cfg)
         write_json(tmp / STATS_FILE, stats)
         metrics, calibration = evaluate_reward(rm, test_rows, cfg)
-    write_json(metrics_path, {**metrics, **train_metrics, "reference_reward_mean": stats["mean"],
-                              "reference_reward_std": stats["std"]})
+    write_json(metrics_path, {**metrics, **train_metrics, "sft_sample_reward_mean": stats["mean"],
+                              "sft_sample_reward_std": stats["std"]})
     write_json(calibration_path, calibration)
     print(f"reward: {metrics}")
 

@@ -446,3 +446,32 @@ def test_ppo_checkpoint_holds_trainable_tensors_only_and_resumes_to_the_uninterr
         assert a.keys() == b.keys()
         for name in a:
             torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------------------------ normalisation
+class RecordingRM:
+    def __init__(self):
+        self.seen = None
+
+    def score(self, prompts, responses):
+        self.seen = (prompts, responses)
+        return torch.arange(1.0, len(prompts) + 1)
+
+
+def test_reward_normalisation_comes_from_sft_samples_on_training_prompts(tokenizer):
+    from rlhfpipe.config import ModelConfig, RewardConfig
+    from rlhfpipe.generation import generate_texts
+    from rlhfpipe.modeling import build_causal_lm
+    from rlhfpipe.training.reward import normalisation_stats
+
+    sft = build_causal_lm(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                      max_position_embeddings=128), tokenizer).eval()
+    prompts = [[{"role": "user", "content": f"Message number {i}."}] for i in range(8)]
+    cfg = RewardConfig(norm_prompts=4, norm_temperature=0.7, norm_max_new_tokens=5, seed=3)
+    rm = RecordingRM()
+    stats = normalisation_stats(rm, sft, tokenizer, prompts, cfg)
+    assert rm.seen[0] == prompts[0::2]  # 4 of 8, evenly spaced
+    assert rm.seen[1] == generate_texts(sft, tokenizer, prompts[0::2], batch_size=64, max_new_tokens=5,
+                                        temperature=0.7, seed=3)
+    # scores 1, 2, 3, 4: mean 2.5; unbiased variance (2.25 + 0.25 + 0.25 + 2.25) / 3 = 5/3, std 1.290994
+    assert stats == {"mean": 2.5, "std": 1.290994, "n": 4}

@@ -10,6 +10,7 @@ import torch
 
 from rlhfpipe.config import RewardConfig
 from rlhfpipe.evaluation import bootstrap_ci, calibration_bins, pairwise_accuracy
+from rlhfpipe.generation import generate_texts
 from rlhfpipe.modeling import count_params, disable_dropout, load_sequence_classifier, peft_config
 from rlhfpipe.rewards.reward_model import RewardModel
 from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, refuse_zero3, trainer_arguments
@@ -96,9 +97,17 @@ def evaluate_reward(rm: RewardModel, test_rows: list[dict], cfg: RewardConfig) -
 
 
 @torch.no_grad()
-def normalisation_stats(rm: RewardModel, prompt_rows: list[dict], limit: int = 512) -> dict:
-    """Mean and std of the reward on reference responses to held-out prompts (PPO normalises with them)."""
-    rows = [r for r in prompt_rows if r.get("reference")][:limit]
-    scores = rm.score([r["prompt"] for r in rows], [r["reference"] for r in rows])
+def normalisation_stats(rm: RewardModel, sft, tokenizer, prompts: list[list[dict]], cfg: RewardConfig) -> dict:
+    """Mean and std of the reward on SFT samples for training prompts (Huang et al. 2023, "N+ implementation
+    details"): the distribution PPO's first rollouts come from, so its scores start at mean 0, std 1.
+
+    ``cfg.norm_prompts`` prompts, evenly spaced through the list, so the choice does not depend on its order's
+    start only; sampled with a generator seeded by ``cfg.seed``.
+    """
+    step = max(1, len(prompts) // cfg.norm_prompts)
+    chosen = prompts[::step][:cfg.norm_prompts]
+    responses = generate_texts(sft, tokenizer, chosen, batch_size=64, max_new_tokens=cfg.norm_max_new_tokens,
+                               temperature=cfg.norm_temperature, seed=cfg.seed)
+    scores = rm.score(chosen, responses)
     std = float(scores.std()) if len(scores) > 1 else 1.0
-    return {"mean": round(float(scores.mean()), 6), "std": round(max(std, 1e-6), 6), "n": len(rows)}
+    return {"mean": round(float(scores.mean()), 6), "std": round(max(std, 1e-6), 6), "n": len(chosen)}
