@@ -75,7 +75,7 @@ class RewardTerm:
     """weight of this term in the weighted sum"""
 
 
-REWARD_NAMES = ("reward_model", "empathy", "cohesion", "brevity")
+REWARD_NAMES = ("reward_model", "empathy", "cohesion", "brevity", "summary", "faithful")
 
 
 def validate_reward_terms(terms: list[RewardTerm], key: str) -> None:
@@ -122,8 +122,10 @@ class CorpusConfig:
 DATA_SOURCES = (
     "multimood", "mesc_csv", "esconv", "esconv_jsonl", "empathetic_dialogues", "counsel_chat",
     "context_response", "human_assistant", "orca_dpo", "hh_rlhf", "trl_preference", "prompt_csv",
-    "trl_prompt", "switchboard",
+    "trl_prompt", "switchboard", "messages", "sharegpt",
 )
+CHAT_SPEAKERS = ("roles", "first_is_user", "named")
+TASKS = ("dialogue", "summary")
 
 
 @dataclass
@@ -137,7 +139,7 @@ class DataConfig:
     test_fraction: float = 0.1
     """share of dialogues held out for testing (evaluation prompts come from here)"""
     max_history_messages: int = 2
-    """earlier messages kept before the client's latest message in a prompt"""
+    """earlier messages kept before the client's latest message in a prompt (a leading system message is kept on top)"""
     structured_target: bool = False
     """MultiMood-style target: emotions and strategy before the response"""
     prompt_column: str = "prompt"
@@ -146,6 +148,20 @@ class DataConfig:
     """dialogues with fewer words are dropped (Switchboard)"""
     max_words: int = 400
     """dialogues with more words are dropped (Switchboard)"""
+    chat_speakers: str = "roles"
+    """messages/sharegpt: how a turn's role (or from) becomes a role: "roles" (it names one: user/human, assistant/gpt,
+    system), "first_is_user" (two speakers of any names: the first to speak is the user, the other the assistant) or
+    "named" (two speakers: data.chat_assistant_speaker is the assistant, the other the user)"""
+    chat_assistant_speaker: str = ""
+    """with chat_speakers=named: the speaker whose turns become the assistant's; empty otherwise"""
+    task: str = "dialogue"
+    """dialogue: the policy answers the client's latest message; summary: it summarises a whole dialogue and the
+    dialogue's situation (or summary) field is the reference (rlhfpipe.data.summary)"""
+    summary_max_words: int = 150
+    """summary task: words of dialogue shown in a prompt, whole turns from the start (keep prompt + summary
+    within sft.max_length tokens)"""
+    reference_column: str = "reference"
+    """summary task with source prompt_csv: column of the reference summary (data.prompt_column holds the dialogue)"""
     seed: int = 0
     """seed of the split"""
 
@@ -157,6 +173,12 @@ class DataConfig:
         check(self.max_history_messages >= 0, "max_history_messages", self.max_history_messages, "must be >= 0")
         check(self.min_words >= 0, "min_words", self.min_words, "must be >= 0")
         check(self.max_words > self.min_words, "max_words", self.max_words, "must be > data.min_words")
+        check(self.chat_speakers in CHAT_SPEAKERS, "chat_speakers", self.chat_speakers, f"must be one of {', '.join(CHAT_SPEAKERS)}")
+        check((self.chat_speakers == "named") == (self.chat_assistant_speaker.strip() != ""), "chat_assistant_speaker",
+              self.chat_assistant_speaker, "must name a speaker exactly when data.chat_speakers=named")
+        check(self.task in TASKS, "task", self.task, f"must be one of {', '.join(TASKS)}")
+        check(self.summary_max_words >= 10, "summary_max_words", self.summary_max_words, "must be >= 10")
+        check(self.reference_column != "", "reference_column", self.reference_column, "must name a column")
 
 
 @dataclass
@@ -580,6 +602,12 @@ class DialogueConfig:
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(rewards=[RewardTerm("cohesion", 1.0)], value_model="head"))
     """PPO hyper-parameters of the child; total_episodes is derived (leave it out), max_new_tokens is the child's turn
     length, rewards mixes cohesion (of the window) with empathy or brevity (of the child's turn)"""
+    turn_length_floor: float = 0.8
+    """a child turn shorter than this share of the child's mean turn length before PPO (words, held-out windows) earns
+    its cohesion times words / floor: shrinking turns no longer pays (rlhfpipe.rewards.turn_guard); 0 = off"""
+    turn_distinct_2_floor: float = 0.9
+    """a child turn whose distinct-2 (distinct / all word bigrams in the turn) is below this earns its cohesion times
+    distinct-2 / floor: a repetition loop no longer pays; 0 = off"""
     seed: int = 0
     """seed of the teacher's sampling and of the before/after evaluation"""
 
@@ -595,6 +623,9 @@ class DialogueConfig:
         check(self.eval_windows >= 1, "eval_windows", self.eval_windows, "must be >= 1")
         check(self.eval_temperature >= 0, "eval_temperature", self.eval_temperature, "must be >= 0 (0 = greedy)")
         nested("cohesion", self.cohesion.validate)
+        check(0 <= self.turn_length_floor <= 1, "turn_length_floor", self.turn_length_floor, "must be in [0, 1] (0 = off)")
+        check(0 <= self.turn_distinct_2_floor <= 1, "turn_distinct_2_floor", self.turn_distinct_2_floor,
+              "must be in [0, 1] (0 = off)")
         check(self.ppo.total_episodes == PPOConfig.total_episodes, "ppo.total_episodes", self.ppo.total_episodes,
               "derived from dialogue.epochs and the number of training windows; leave it out")
         nested("ppo", self.ppo.validate)
@@ -613,7 +644,8 @@ class DialogueConfig:
 @dataclass
 class MoodpoObjective:
     name: str
-    """a reward in the registry: reward_model (z-scored with its stored stats), empathy, cohesion or brevity"""
+    """a reward in the registry: reward_model (z-scored with its stored stats), empathy, cohesion, brevity, or on the
+    summary task summary and faithful"""
     hv_reference: float
     """this objective's coordinate of the hypervolume reference point (a score no policy should fall below)"""
 
@@ -725,6 +757,34 @@ class MoodpoEvalConfig:
             validate_weight_vector(weights, len(objectives), f"moodpo_eval.grid[{i}]")
 
 
+@dataclass
+class MonitorsConfig:
+    """Reward-hacking monitors (rlhfpipe.evaluation_monitors): a tuned policy that crosses a threshold against SFT
+    is flagged in metrics/summary.json, metrics/summary.md and metrics/moodpo.json, so a hacked gain cannot pass as a win."""
+
+    length_ratio_min: float = 0.5
+    """flag a mean response length (words) below this multiple of SFT's: a length collapse"""
+    length_ratio_max: float = 2.0
+    """flag a mean response length above this multiple of SFT's: a length explosion"""
+    distinct_2_ratio_min: float = 0.7
+    """flag a distinct-2 (pooled over responses) below this multiple of SFT's: repetition loops or one stock answer"""
+    eos_rate_drop_max: float = 0.2
+    """flag a share of responses that end with EOS more than this below SFT's: the policy stops stopping"""
+    kl_max: float = 6.0
+    """flag a mean KL to SFT above this (nats per response): beyond it the reward model judges text it never saw"""
+    moodpo_spread_min: float = 0.1
+    """flag a MOODPO objective whose spread over the weight grid (max minus min of its mean) is below this many
+    standard deviations of SFT's scores of it: the policy ignores that weight"""
+
+    def validate(self) -> None:
+        check(0 < self.length_ratio_min < 1, "length_ratio_min", self.length_ratio_min, "must be in (0, 1)")
+        check(self.length_ratio_max > 1, "length_ratio_max", self.length_ratio_max, "must be > 1")
+        check(0 < self.distinct_2_ratio_min <= 1, "distinct_2_ratio_min", self.distinct_2_ratio_min, "must be in (0, 1]")
+        check(0 <= self.eos_rate_drop_max < 1, "eos_rate_drop_max", self.eos_rate_drop_max, "must be in [0, 1)")
+        check(self.kl_max > 0, "kl_max", self.kl_max, "must be > 0")
+        check(self.moodpo_spread_min >= 0, "moodpo_spread_min", self.moodpo_spread_min, "must be >= 0")
+
+
 SECTIONS: dict[str, type] = {
     "runtime": RuntimeConfig,
     "corpus": CorpusConfig,
@@ -740,6 +800,7 @@ SECTIONS: dict[str, type] = {
     "dialogue": DialogueConfig,
     "moodpo": MoodpoConfig,
     "moodpo_eval": MoodpoEvalConfig,
+    "monitors": MonitorsConfig,
 }
 
 

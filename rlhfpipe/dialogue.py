@@ -116,17 +116,20 @@ class Teacher:
 class DialogueReward:
     """The registry's ``combine`` interface, for train_ppo: the teacher answers each child turn, then
     ``cohesion`` scores the window [context..., child turn, teacher turn] and every other term the child's
-    turn alone (as in the plain PPO stage). A window whose child turn is empty has cohesion 0 (``has_words``)."""
+    turn alone (as in the plain PPO stage). A window whose child turn is empty has cohesion 0 (``has_words``);
+    with a ``guard`` (rlhfpipe.rewards.turn_guard.TurnGuard), cohesion is also scaled by the guard's factor of
+    the child's turn, so shorter or looping turns do not pay."""
 
-    def __init__(self, teacher: Teacher, registry):
-        self.teacher, self.registry = teacher, registry
+    def __init__(self, teacher: Teacher, registry, guard=None):
+        self.teacher, self.registry, self.guard = teacher, registry, guard
 
     def combine(self, terms: list[RewardTerm], prompts: list[list[dict]], responses: list[str]
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         windows = [[m["content"] for m in p] + [r] for p, r in zip(prompts, responses)]
         replies = self.teacher.reply(windows)
+        guard = self.guard(responses) if self.guard is not None else torch.ones(len(responses))
         components = {t.name: (self.registry.score(t.name, [as_prompt(w) for w in windows], replies)
-                               * has_words(responses)
+                               * has_words(responses) * guard
                                if t.name == "cohesion" else self.registry.score(t.name, prompts, responses))
                       for t in terms}
         return sum(t.weight * components[t.name] for t in terms), components

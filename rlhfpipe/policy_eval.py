@@ -33,10 +33,17 @@ def response_logprobs(model, queries: torch.Tensor, query_mask: torch.Tensor, re
     return logprobs_from_logits(logits[:, :-1], responses, temperature)
 
 
-@torch.no_grad()
 def respond(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, temperature: float, seed: int,
             reference=None) -> tuple[list[str], list[float] | None]:
-    """Responses and, with a ``reference``, each response's k1 KL estimate to it (None without one).
+    """Responses and, with a ``reference``, each response's k1 KL estimate to it (None without one)."""
+    texts, kls, _ = respond_ended(policy, tokenizer, prompts, cfg, temperature, seed, reference)
+    return texts, kls
+
+
+@torch.no_grad()
+def respond_ended(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, temperature: float, seed: int,
+                  reference=None) -> tuple[list[str], list[float] | None, list[bool]]:
+    """``respond``'s responses and KL estimates, and whether each response ended with EOS (within max_new_tokens).
 
     The policy's log-probs are the sampler's (softmax at the sampling temperature; at temperature 0,
     greedy, at 1), so only the reference needs a forward pass, at that same temperature. A policy
@@ -46,7 +53,7 @@ def respond(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, t
     generator = devices.generator(seed, device)
     stops = stop_token_ids(tokenizer, policy)
     logit_temperature = temperature if temperature > 0 else 1.0
-    texts, kls = [], []
+    texts, kls, ended = [], [], []
     for start in range(0, len(prompts), cfg.batch_size):
         queries, query_mask = encode_prompts(tokenizer, prompts[start:start + cfg.batch_size])
         queries, query_mask = queries.to(device), query_mask.to(device)
@@ -54,12 +61,13 @@ def respond(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, t
                      eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, generator=generator)
         responses, mask = truncate_after_eos(gen.responses, stops, tokenizer.pad_token_id)
         texts += decode(tokenizer, responses)
+        ended += (gen.responses == tokenizer.eos_token_id).any(dim=1).tolist()
         if reference is policy:
             kls += [0.0] * len(responses)
         elif reference is not None:
             ref_logprobs = response_logprobs(reference, queries, query_mask, responses, mask, logit_temperature)
             kls += ev.sequence_kl(gen.logprobs, ref_logprobs, mask.float()).tolist()
-    return texts, kls if reference is not None else None
+    return texts, kls if reference is not None else None, ended
 
 
 def evaluate_policy(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg: EvaluateConfig) -> tuple[dict, list[dict]]:
@@ -67,7 +75,7 @@ def evaluate_policy(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg
     samples of both by the compare stage (``evaluation.paired_win_rate``), so SFT is sampled once."""
     rows = choose(rows, cfg.num_prompts, cfg.seed)
     prompts = [r["prompt"] for r in rows]
-    texts, kls = respond(policy, tokenizer, prompts, cfg, cfg.temperature, cfg.seed, reference=sft)
+    texts, kls, ended = respond_ended(policy, tokenizer, prompts, cfg, cfg.temperature, cfg.seed, reference=sft)
     scores = rm.score(prompts, texts).tolist()
     windows = [[m["content"] for m in p if m["role"] != "system"] + [t] for p, t in zip(prompts, texts)]
     metrics = {
@@ -81,6 +89,7 @@ def evaluate_policy(name: str, policy, sft, tokenizer, rm, rows: list[dict], cfg
         "response_words": float(np.mean([len(t.split()) for t in texts])),
         "distinct_1": ev.distinct_n(texts, 1),
         "distinct_2": ev.distinct_n(texts, 2),
+        "eos_rate": float(np.mean(ended)),
         "cohesion": float(np.mean(cohesion_rewards(windows, CohesionWeights()))),
         "prompts": len(rows),
     }

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
+from rlhfpipe.data.summary_prompt import summary_references  # noqa: E402
 from rlhfpipe.devices import stage_device  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
@@ -25,9 +26,11 @@ def main(argv: list[str]) -> None:
     setup_runtime(runtime.num_threads, cfg.seed)
     device = stage_device(launched=True)
     tokenizer = load_tokenizer(sft_dir)
-    prompts, dropped = drop_long_prompts(tokenizer, [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")],
-                                         cfg.max_prompt_length, "grpo.max_prompt_length")
-    registry = RewardRegistry(RewardModel(reward_dir, device), normalize_reward_model=cfg.normalize_rewards)
+    rows, dropped = drop_long_prompts(tokenizer, read_jsonl(Path(prepared) / "prompts_train.jsonl"),
+                                      cfg.max_prompt_length, "grpo.max_prompt_length", conversation=lambda r: r["prompt"])
+    prompts = [r["prompt"] for r in rows]
+    registry = RewardRegistry(RewardModel(reward_dir, device), normalize_reward_model=cfg.normalize_rewards,
+                              references=summary_references(rows))
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "prompts_train.jsonl"),
                       file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
     with distributed.main_output(curves_dir) as curves:

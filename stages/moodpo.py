@@ -7,9 +7,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
+from rlhfpipe.data.summary_prompt import summary_references  # noqa: E402
 from rlhfpipe.devices import stage_device  # noqa: E402
 from rlhfpipe.errors import PipelineError  # noqa: E402
-from rlhfpipe.io import atomic_path, write_json  # noqa: E402
+from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
 from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
 from rlhfpipe.rewards.reward_model import RewardModel  # noqa: E402
@@ -29,7 +30,10 @@ def main(argv: list[str]) -> None:
     tokenizer = load_tokenizer(start_dir)
     names = [o.name for o in cfg.objectives]
     dataset = weighted_prompts(load_prompts(prompts_path, cfg.prompt_column), names, cfg.alpha, cfg.weights_per_prompt, it)
-    registry = RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None)
+    # a prepared prompt set carries the reference summaries; a CSV of prompts carries none
+    rows = read_jsonl(prompts_path) if prompts_path.endswith(".jsonl") else []
+    registry = RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None,
+                              references=summary_references(rows))
     with atomic_path(curves_dir) as curves:
         live = open_live(curves)
         model, metrics = train_moodpo(cfg, it, f"moodpo_{n}", start_dir, tokenizer, dataset, registry, live)

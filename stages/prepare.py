@@ -9,6 +9,7 @@ from rlhfpipe.cli import run_stage, usage  # noqa: E402
 from rlhfpipe.config import load_section  # noqa: E402
 from rlhfpipe.data.formats import read_records  # noqa: E402
 from rlhfpipe.data.prepare import check_disjoint, prepare  # noqa: E402
+from rlhfpipe.data.summary import prepare_summary, read_summary_csv  # noqa: E402
 from rlhfpipe.errors import PipelineError  # noqa: E402
 from rlhfpipe.io import atomic_path, write_json, write_jsonl  # noqa: E402
 
@@ -16,8 +17,12 @@ from rlhfpipe.io import atomic_path, write_json, write_jsonl  # noqa: E402
 def main(argv: list[str]) -> None:
     out_dir, metrics_path = usage(argv, 2, "prepare.py OUT_DIR METRICS_JSON")
     cfg = load_section("data")
-    records = read_records(cfg.source, cfg.path, cfg)
-    files, metrics = prepare(records, cfg)
+    if cfg.task == "summary":
+        summary_csv = cfg.source == "prompt_csv"  # its rows hold a dialogue and a summary, not a prompt
+        records = read_summary_csv(Path(cfg.path), cfg) if summary_csv else read_records(cfg.source, cfg.path, cfg)
+        files, metrics = prepare_summary(records, cfg)
+    else:
+        files, metrics = prepare(read_records(cfg.source, cfg.path, cfg), cfg)
     check_disjoint(files)
     if not files["sft_train"] and not files["pairs_train"] and not files["prompts_train"]:
         raise PipelineError(f"{cfg.path}: no usable training records after preparation (dropped: {metrics['dropped']})")

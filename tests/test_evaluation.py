@@ -202,6 +202,8 @@ def test_evaluate_policy_on_the_toy_by_hand():
     assert metrics["reward_mean"] == pytest.approx(np.mean(lengths), abs=1e-5)
     assert metrics["reward_normalized_mean"] == pytest.approx((np.mean(lengths) - 1.0) / 2.0, abs=1e-5)
     assert metrics["empathy_ratio"] == 0.0  # "a a a" carries no sentiment
+    # a response shorter than max_new_tokens (6 A tokens) stopped with EOS; one of 6 did not
+    assert metrics["eos_rate"] == pytest.approx(np.mean([n < 6 for n in lengths]), abs=1e-5)
 
     # the reference plays SFT: its responses to the same prompts, with the same seed, are the baseline
     sft_metrics, sft_samples = evaluate_policy("sft", REFERENCE, REFERENCE, ToyTokenizer(), LengthRewardModel(),
@@ -212,6 +214,15 @@ def test_evaluate_policy_on_the_toy_by_hand():
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(lengths, (len(t.split()) for t in sft_texts))]
     assert paired_win_rate(samples, sft_samples) == pytest.approx(np.mean(wins), abs=1e-5)
     assert paired_win_rate(sft_samples, sft_samples) == 0.5
+
+
+def test_eos_rate_counts_responses_cut_at_max_new_tokens_as_not_ended():
+    # two tokens at most: "a a" never emitted EOS, "", "a" did (after "a a" the budget is spent)
+    cfg = EvaluateConfig(num_prompts=12, batch_size=5, max_new_tokens=2, temperature=1.0, seed=0)
+    metrics, samples = evaluate_policy("ppo", POLICY, REFERENCE, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg)
+    lengths = [len(s["response"].split()) for s in samples]
+    assert 2 in lengths and min(lengths) < 2  # both kinds sampled
+    assert metrics["eos_rate"] == pytest.approx(sum(n < 2 for n in lengths) / 12, abs=1e-5)
 
 
 def test_paired_win_rate_pairs_by_id_and_refuses_other_prompts():

@@ -49,6 +49,34 @@ def test_upvote_pairs_drop_ties():
     assert sorted((p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs) == [("x", "y"), ("x", "z")]
 
 
+def test_counsel_chat_fixture_gives_one_upvote_pair():
+    from pathlib import Path
+
+    from rlhfpipe.config import DataConfig
+    from rlhfpipe.data.formats import read_records
+
+    fixture = Path(__file__).parent / "fixtures/formats/counsel_chat.csv"
+    records = read_records("counsel_chat", str(fixture), DataConfig(source="counsel_chat", path=str(fixture)))
+    pairs, dropped = upvote_pairs([d.to_json() for d in records.dialogues])
+    # question 0 has answers with 3 and 0 upvotes; question 1 one answer; question 2 one non-empty answer
+    assert len(pairs) == 1 and dropped == Counter()
+    (only,) = pairs
+    assert only["chosen"][0]["content"].startswith("Feelings of worthlessness are common in depression.")
+    assert only["rejected"][0]["content"].startswith("Start by writing down one thing you did")
+    assert only["prompt"] == [{"role": "user", "content": records.dialogues[0].turns[0].content}]
+    assert only["group_id"] == "0"
+
+
+def test_counsel_chat_preset_is_valid_and_selects_upvotes():
+    from pathlib import Path
+
+    from rlhfpipe.presets import overrides
+
+    repo = Path(__file__).resolve().parents[1]
+    args = overrides(repo / "configs/presets/counsel_chat.yaml", repo / "params.yaml")
+    assert "data.source=\"counsel_chat\"" in args and "preferences.strategy=\"upvotes\"" in args
+
+
 @pytest.mark.slow
 def test_counsel_chat_upvotes_through_prepare_preferences_and_reward(tmp_path):
     csv_path = SHARED_DATA / "counsel_chat.csv"
