@@ -98,9 +98,13 @@ class RuntimeConfig:
     launcher: str = "python"
     """command that starts the sft, reward and ppo stages: python, torchrun --nproc_per_node N, or
     accelerate launch --config_file configs/accelerate/<name>.yaml (batch sizes stay global)"""
+    precision: str = "fp32"
+    """fp32, or bf16: bf16 autocast in the sft, reward, ppo and grpo forwards, with fp32 master weights and
+    fp32 log-probs (fast on GPUs with bf16 units; on CPUs mostly slower)"""
 
     def validate(self) -> None:
         check(self.num_threads >= 1, "num_threads", self.num_threads, "must be >= 1")
+        check(self.precision in ("fp32", "bf16"), "precision", self.precision, "must be fp32 or bf16")
         check(self.launcher.strip() != "", "launcher", self.launcher, "must name a command, e.g. python")
 
 
@@ -206,7 +210,8 @@ class ModelConfig:
     """load model.name_or_path or preferences.generator when its only weights are pickles (pytorch_model.bin);
     unpickling can run code, so only for a source you trust (read with torch weights_only=True all the same)"""
     dtype: str = "float32"
-    """weights dtype: float32 or bfloat16 (bf16 needs a GPU to be fast)"""
+    """dtype of the weights sft loads and saves: float32 or bfloat16; training keeps fp32 master weights
+    either way (bf16 compute is runtime.precision)"""
     seed: int = 0
     """seed of the from-scratch initialisation"""
 
@@ -306,6 +311,13 @@ class RewardConfig:
     """adapter training instead of full fine-tuning"""
     bootstrap_samples: int = 1000
     """resamples for the 95% interval of the held-out accuracy"""
+    norm_prompts: int = 256
+    """training prompts the SFT policy answers to set the reward's normalisation mean and std (the scores PPO
+    and GRPO see at their start)"""
+    norm_temperature: float = 0.7
+    """sampling temperature of those answers (the rollout temperature of ppo and grpo)"""
+    norm_max_new_tokens: int = 48
+    """longest of those answers"""
     calibration_bins: int = 10
     """bins of the calibration plot"""
     seed: int = 0
@@ -320,6 +332,9 @@ class RewardConfig:
         check(self.center_rewards_coefficient >= 0, "center_rewards_coefficient", self.center_rewards_coefficient, "must be >= 0")
         check(self.bootstrap_samples >= 10, "bootstrap_samples", self.bootstrap_samples, "must be >= 10")
         check(self.calibration_bins >= 2, "calibration_bins", self.calibration_bins, "must be >= 2")
+        check(self.norm_prompts >= 2, "norm_prompts", self.norm_prompts, "must be >= 2 (a std needs two scores)")
+        check(self.norm_temperature > 0, "norm_temperature", self.norm_temperature, "must be > 0")
+        check(self.norm_max_new_tokens >= 1, "norm_max_new_tokens", self.norm_max_new_tokens, "must be >= 1")
         nested("lora", self.lora.validate)
 
 
@@ -366,7 +381,7 @@ class PPOConfig:
     whiten_rewards: bool = False
     """whiten the per-token rewards before GAE"""
     normalize_rewards: bool = True
-    """normalise the reward model score with its stored mean/std on reference responses"""
+    """normalise the reward model score with its stored mean/std on SFT samples for training prompts"""
     reward_clip: float = 5.0
     """clip the total score to [-reward_clip, reward_clip] (0 = off)"""
     missing_eos_penalty: float = 1.0
@@ -375,6 +390,8 @@ class PPOConfig:
     """rollout sampling temperature; the same temperature divides logits when log-probs are recomputed"""
     max_new_tokens: int = 48
     """longest response"""
+    max_prompt_length: int = 256
+    """prompts longer than this many tokens (chat template included) are dropped, and counted in the metrics"""
     value_model: str = "separate"
     """separate (initialised from the reward model) or head (a value head on the policy)"""
     rewards: list[RewardTerm] = field(default_factory=lambda: [RewardTerm("reward_model", 1.0), RewardTerm("empathy", 0.5)])
@@ -405,6 +422,7 @@ class PPOConfig:
         check(0 <= self.lam <= 1, "lam", self.lam, "must be in [0, 1]")
         check(self.kl_coef >= 0, "kl_coef", self.kl_coef, "must be >= 0")
         check(self.kl_estimator in ("k1", "k3"), "kl_estimator", self.kl_estimator, "must be k1 or k3")
+        check(self.max_prompt_length >= 1, "max_prompt_length", self.max_prompt_length, "must be >= 1")
         check(self.target_kl > 0, "target_kl", self.target_kl, "must be > 0")
         check(self.kl_horizon >= 1, "kl_horizon", self.kl_horizon, "must be >= 1")
         check(self.reward_clip >= 0, "reward_clip", self.reward_clip, "must be >= 0 (0 = off)")
@@ -456,10 +474,12 @@ class GRPOConfig:
     """sampling temperature of training rollouts (the evaluation temperature, as for PPO)"""
     max_completion_length: int = 48
     """longest response in tokens"""
+    max_prompt_length: int = 256
+    """prompts longer than this many tokens (chat template included) are dropped, and counted in the metrics"""
     max_grad_norm: float = 1.0
     """global gradient-norm clip"""
     normalize_rewards: bool = True
-    """normalise the reward model score with its stored mean/std on reference responses"""
+    """normalise the reward model score with its stored mean/std on SFT samples for training prompts"""
     rewards: list[RewardTerm] = field(default_factory=lambda: [RewardTerm("reward_model", 1.0), RewardTerm("empathy", 0.5)])
     """weighted registry rewards GRPO maximises (by default the same as ppo.rewards)"""
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -482,6 +502,7 @@ class GRPOConfig:
         check(self.scale_rewards in ("group", "batch", "none"), "scale_rewards", self.scale_rewards, "must be group, batch or none")
         check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
         check(self.max_completion_length >= 1, "max_completion_length", self.max_completion_length, "must be >= 1")
+        check(self.max_prompt_length >= 1, "max_prompt_length", self.max_prompt_length, "must be >= 1")
         check(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "must be > 0")
         check(0 < self.save_every <= 1, "save_every", self.save_every, "must be in (0, 1]")
         validate_reward_terms(self.rewards, "rewards")

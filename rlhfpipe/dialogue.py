@@ -21,6 +21,7 @@ from rlhfpipe.generation import decode, encode_prompts, generate_texts, sample
 from rlhfpipe.io import read_jsonl
 from rlhfpipe.modeling import load_causal_lm, load_tokenizer
 from rlhfpipe.rewards.cohesion import INDEX_KEYS, cohesion_indices, cohesion_rewards, tokenize
+from rlhfpipe.stop_tokens import stop_token_ids
 
 CHILD_ROLE = "user"
 """the speaker the child plays; the teacher plays the other one"""
@@ -106,7 +107,7 @@ class Teacher:
         input_ids, attention_mask = encode_prompts(self.tokenizer, [as_prompt(w) for w in windows])
         device = next(self.model.parameters()).device
         gen = sample(self.model, input_ids.to(device), attention_mask.to(device), max_new_tokens=self.max_new_tokens,
-                     temperature=self.temperature, eos_token_id=self.tokenizer.eos_token_id,
+                     temperature=self.temperature, eos_token_id=stop_token_ids(self.tokenizer, self.model),
                      pad_token_id=self.tokenizer.pad_token_id,
                      generator=torch.Generator(device=device).manual_seed(content_seed(self.seed, windows)))
         return decode(self.tokenizer, gen.responses)

@@ -7,6 +7,8 @@ import random
 import numpy as np
 import torch
 
+from rlhfpipe import devices
+from rlhfpipe.stop_tokens import stop_token_ids
 from rlhfpipe import evaluation as ev
 from rlhfpipe.config import EvaluateConfig
 from rlhfpipe.generation import decode, encode_prompts, position_ids_from_mask, sample
@@ -24,10 +26,11 @@ def response_logprobs(model, queries: torch.Tensor, query_mask: torch.Tensor, re
                       response_mask: torch.Tensor, temperature: float) -> torch.Tensor:
     """(B, T) log-probs of ``responses`` under softmax(logits / temperature) of ``model``, one forward pass."""
     attention_mask = torch.cat([query_mask, response_mask], 1)
+    # the token at response position t is predicted from input position (prompt length - 1 + t); the head
+    # runs on those positions only
     logits = model(input_ids=torch.cat([queries, responses], 1), attention_mask=attention_mask,
-                   position_ids=position_ids_from_mask(attention_mask)).logits
-    # the token at response position t is predicted from input position (prompt length - 1 + t)
-    return logprobs_from_logits(logits[:, queries.shape[1] - 1:-1], responses, temperature)
+                   position_ids=position_ids_from_mask(attention_mask), logits_to_keep=responses.shape[1] + 1).logits
+    return logprobs_from_logits(logits[:, :-1], responses, temperature)
 
 
 def respond(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateConfig, temperature: float, seed: int,
@@ -46,14 +49,17 @@ def respond_ended(policy, tokenizer, prompts: list[list[dict]], cfg: EvaluateCon
     greedy, at 1), so only the reference needs a forward pass, at that same temperature. A policy
     measured against itself has KL 0 exactly.
     """
-    generator = torch.Generator().manual_seed(seed)
+    device = devices.model_device(policy)
+    generator = devices.generator(seed, device)
+    stops = stop_token_ids(tokenizer, policy)
     logit_temperature = temperature if temperature > 0 else 1.0
     texts, kls, ended = [], [], []
     for start in range(0, len(prompts), cfg.batch_size):
         queries, query_mask = encode_prompts(tokenizer, prompts[start:start + cfg.batch_size])
+        queries, query_mask = queries.to(device), query_mask.to(device)
         gen = sample(policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens, temperature=temperature,
-                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, generator=generator)
-        responses, mask = truncate_after_eos(gen.responses, tokenizer.eos_token_id, tokenizer.pad_token_id)
+                     eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, generator=generator)
+        responses, mask = truncate_after_eos(gen.responses, stops, tokenizer.pad_token_id)
         texts += decode(tokenizer, responses)
         ended += (gen.responses == tokenizer.eos_token_id).any(dim=1).tolist()
         if reference is policy:

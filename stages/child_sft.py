@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
+from rlhfpipe.devices import stage_device  # noqa: E402
 from rlhfpipe.dialogue import read_windows, sft_rows  # noqa: E402
 from rlhfpipe.io import atomic_path, write_json  # noqa: E402
 from rlhfpipe.modeling import adapt_pretrained_tokenizer, load_tokenizer, save_model  # noqa: E402
@@ -19,6 +20,7 @@ def main(argv: list[str]) -> None:
         argv, 4, "child_sft.py PREPARED_DIR TOKENIZER_DIR OUT_DIR METRICS_JSON")
     runtime, cfg = load_section("runtime"), load_section("dialogue")
     setup_runtime(runtime.num_threads, cfg.child_sft.seed)
+    stage_device(trl_single=True)
     child = cfg.child
     # a pretrained child keeps its own tokenizer; a from-scratch one shares the pipeline's
     tokenizer = (adapt_pretrained_tokenizer(child.name_or_path, child.trust_remote_code) if child.name_or_path

@@ -5,9 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
+from rlhfpipe.devices import stage_device  # noqa: E402
 from rlhfpipe.dialogue import DialogueReward, as_prompt, child_turns, load_teacher, read_windows, score_windows  # noqa: E402
 from rlhfpipe.evaluation import bootstrap_ci  # noqa: E402
 from rlhfpipe.io import atomic_path, write_json, write_jsonl  # noqa: E402
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> None:
         argv, 7, "dialogue_ppo.py PREPARED_DIR CHILD_DIR SFT_DIR OUT_DIR METRICS_JSON CURVES_DIR SAMPLES_JSONL")
     runtime, cfg = load_section("runtime"), load_section("dialogue")
     setup_runtime(runtime.num_threads, cfg.ppo.seed)
-    device = distributed.init()
+    device = stage_device()
     words = (cfg.min_words, cfg.max_words, cfg.context_turns)
     train, train_dialogues = read_windows(Path(prepared) / "dialogues_train.jsonl", *words)
     held_out = read_windows(Path(prepared) / "dialogues_test.jsonl", *words)[0][:cfg.eval_windows]

@@ -7,8 +7,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
-from rlhfpipe.errors import PipelineError  # noqa: E402
 from rlhfpipe.data.summary_prompt import summary_references  # noqa: E402
+from rlhfpipe.devices import stage_device  # noqa: E402
+from rlhfpipe.errors import PipelineError  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
 from rlhfpipe.rewards.registry import RewardRegistry  # noqa: E402
@@ -25,12 +26,13 @@ def main(argv: list[str]) -> None:
         raise PipelineError(f"moodpo.py: ITERATION must be 1 or 2, got {n!r}")
     it = getattr(cfg, f"iteration_{n}")
     setup_runtime(runtime.num_threads, it.seed)
+    device = stage_device(trl_single=True)
     tokenizer = load_tokenizer(start_dir)
     names = [o.name for o in cfg.objectives]
     dataset = weighted_prompts(load_prompts(prompts_path, cfg.prompt_column), names, cfg.alpha, cfg.weights_per_prompt, it)
     # a prepared prompt set carries the reference summaries; a CSV of prompts carries none
     rows = read_jsonl(prompts_path) if prompts_path.endswith(".jsonl") else []
-    registry = RewardRegistry(RewardModel(reward_dir) if "reward_model" in names else None,
+    registry = RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None,
                               references=summary_references(rows))
     with atomic_path(curves_dir) as curves:
         live = open_live(curves)

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import load_section  # noqa: E402
 from rlhfpipe.data.summary_prompt import summary_references  # noqa: E402
+from rlhfpipe.devices import place, stage_device  # noqa: E402
 from rlhfpipe.evaluation_monitors import moodpo_monitors  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
 from rlhfpipe.modeling import load_causal_lm, load_tokenizer  # noqa: E402
@@ -25,10 +26,12 @@ def main(argv: list[str]) -> None:
     cfg.validate_against(moodpo.objectives)
     setup_runtime(runtime.num_threads, cfg.seed)
     tokenizer = load_tokenizer(sft_dir)
-    policies = {"moodpo": load_causal_lm(moodpo_dir, tokenizer).eval(), "sft": load_causal_lm(sft_dir, tokenizer).eval()}
+    device = stage_device()
+    policies = {"moodpo": place(load_causal_lm(moodpo_dir, tokenizer).eval(), device),
+                "sft": place(load_causal_lm(sft_dir, tokenizer).eval(), device)}
     names = [o.name for o in moodpo.objectives]
     rows = read_jsonl(Path(prepared) / "prompts_test.jsonl")
-    registry = RewardRegistry(RewardModel(reward_dir) if "reward_model" in names else None,
+    registry = RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None,
                               references=summary_references(rows))
     metrics, pareto = evaluate_grid(policies, tokenizer, registry, moodpo.objectives, rows, cfg)
     metrics["hypervolume_gain_over_sft"] = round(metrics["moodpo"]["hypervolume"] - metrics["sft"]["hypervolume"], 5)

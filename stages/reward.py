@@ -8,8 +8,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlhfpipe import distributed  # noqa: E402
 from rlhfpipe.cli import run_stage, setup_runtime, usage  # noqa: E402
 from rlhfpipe.config import as_dict, load_section  # noqa: E402
+from rlhfpipe.devices import place, stage_device  # noqa: E402
 from rlhfpipe.io import atomic_path, read_jsonl, write_json  # noqa: E402
-from rlhfpipe.modeling import load_tokenizer, save_model  # noqa: E402
+from rlhfpipe.modeling import load_causal_lm, load_tokenizer, save_model  # noqa: E402
 from rlhfpipe.rewards.reward_model import STATS_FILE, RewardModel  # noqa: E402
 from rlhfpipe.training.common import file_digest, fingerprint, open_live  # noqa: E402
 from rlhfpipe.training.reward import evaluate_reward, normalisation_stats, train_reward  # noqa: E402
@@ -20,24 +21,27 @@ def main(argv: list[str]) -> None:
         argv, 7, "reward.py PREPARED_DIR PAIRS_DIR SFT_DIR OUT_DIR METRICS_JSON CALIBRATION_JSON CURVES_DIR")
     runtime, cfg = load_section("runtime"), load_section("reward")
     setup_runtime(runtime.num_threads, cfg.seed)
-    distributed.init()
+    device = stage_device(launched=True)
     tokenizer = load_tokenizer(sft_dir)
     train_rows, test_rows = read_jsonl(Path(pairs_dir) / "train.jsonl"), read_jsonl(Path(pairs_dir) / "test.jsonl")
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(pairs_dir)), file_digest(Path(sft_dir)))
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
-        model, train_metrics = train_reward(cfg, sft_dir, tokenizer, train_rows, test_rows, live, key)
+        model, train_metrics = train_reward(cfg, sft_dir, tokenizer, train_rows, test_rows, live, key,
+                                            precision=runtime.precision)
         live.end()
     if not distributed.is_main():  # evaluation and every output belong to the main process
         return
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
-        rm = RewardModel(tmp)
-        stats = normalisation_stats(rm, read_jsonl(Path(prepared) / "prompts_test.jsonl"))
+        rm = RewardModel(tmp, device)
+        sft = place(load_causal_lm(sft_dir, tokenizer).eval(), device)
+        train_prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
+        stats = normalisation_stats(rm, sft, tokenizer, train_prompts, cfg)
         write_json(tmp / STATS_FILE, stats)
         metrics, calibration = evaluate_reward(rm, test_rows, cfg)
-    write_json(metrics_path, {**metrics, **train_metrics, "reference_reward_mean": stats["mean"],
-                              "reference_reward_std": stats["std"]})
+    write_json(metrics_path, {**metrics, **train_metrics, "sft_sample_reward_mean": stats["mean"],
+                              "sft_sample_reward_std": stats["std"]})
     write_json(calibration_path, calibration)
     print(f"reward: {metrics}")
 

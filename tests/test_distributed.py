@@ -97,7 +97,10 @@ def _helpers_worker(rank: int, store: str, out_dir: str) -> None:
     mine, my_mask = x[rows], mask[rows]
     param = torch.nn.Parameter(torch.zeros(3))
     param.grad = torch.full((3,), float(rank + 1))
-    distributed.average_gradients([param])
+    unused, partial = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    if rank == 1:
+        partial.grad = torch.full((2,), 4.0)
+    distributed.average_gradients([unused, param, partial])
     try:
         distributed.per_process(15, "sft.batch_size")
         error = ""
@@ -110,6 +113,8 @@ def _helpers_worker(rank: int, store: str, out_dir: str) -> None:
         "token_mean": distributed.average(
             float((mine * my_mask).sum() / my_mask.sum()) * distributed.share(my_mask.sum())),
         "grad": param.grad.tolist(),
+        "unused_grad": None if unused.grad is None else unused.grad.tolist(),
+        "partial_grad": partial.grad.tolist(),
         "gathered": [t.tolist() for t in distributed.all_gather(torch.tensor([rank]))],
         "per_process": distributed.per_process(16, "sft.batch_size"),
         "error": error,
@@ -131,6 +136,8 @@ def test_process_group_helpers_over_two_processes_match_one(tmp_path):
         assert r["mean"] == pytest.approx(float(x.sum(1).mean()), rel=1e-6)
         assert r["token_mean"] == pytest.approx(float((x * mask).sum() / mask.sum()), rel=1e-6)
         assert r["grad"] == [1.5, 1.5, 1.5]
+        assert r["unused_grad"] is None  # reached by no process: the optimizer skips it, as with one process
+        assert r["partial_grad"] == [2.0, 2.0]  # (0 + 4) / 2
         assert r["gathered"] == [[0], [1]]
         assert r["per_process"] == 8
         assert r["error"] == "params.yaml: sft.batch_size=15: must be divisible by the number of processes (2)"
