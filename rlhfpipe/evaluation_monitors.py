@@ -65,13 +65,14 @@ def objective_spread(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def moodpo_monitors(policy: dict, sft: dict, names: list[str], cfg: MonitorsConfig) -> dict:
     """Spread of each objective over the grid in SFT standard deviations, and an ``ignores_<objective>`` flag
-    for each below ``moodpo_spread_min``. ``policy`` / ``sft`` carry "spread" and "score_std" per objective."""
+    for each below ``moodpo_spread_min``. ``policy`` / ``sft`` carry "spread" and "score_std" per objective.
+
+    An objective SFT never varies on (a small model scoring 0 empathy everywhere) is scaled by the policy's own
+    std instead; when neither varies, the policy cannot have followed that weight, and its spread is 0."""
     spread = {}
     for k in names:
-        if not sft["score_std"][k] > 0:
-            raise PipelineError(f"monitors: SFT's {k} scores do not vary over the weight grid's prompts (std 0), "
-                                f"so the MOODPO spread of {k} has no scale; check moodpo_eval.num_prompts")
-        spread[k] = round(policy["spread"][k] / sft["score_std"][k], 5)
+        scale = sft["score_std"][k] if sft["score_std"][k] > 0 else policy["score_std"][k]
+        spread[k] = round(policy["spread"][k] / scale, 5) if scale > 0 else 0.0
     flags = [f"ignores_{k}" for k in names if spread[k] < cfg.moodpo_spread_min]
     return {"spread_sft_std": spread, "flags": flags, "flagged": len(flags)}
 

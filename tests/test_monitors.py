@@ -113,8 +113,13 @@ def test_moodpo_that_ignores_a_weight_is_flagged():
     out = moodpo_monitors(moodpo, sft, ["rm", "brevity"], CFG)
     # rm: 0.5 / 2.0 = 0.25 >= 0.1; brevity: 0.02 / 0.25 = 0.08 < 0.1
     assert out == {"spread_sft_std": {"rm": 0.25, "brevity": 0.08}, "flags": ["ignores_brevity"], "flagged": 1}
-    with pytest.raises(PipelineError, match="std 0"):
-        moodpo_monitors(moodpo, {**sft, "score_std": {"rm": 0.0, "brevity": 1.0}}, ["rm", "brevity"], CFG)
+    # SFT constant on rm: the policy's own std (1.0) scales it, 0.5 / 1.0; brevity 0.02 / 1.0 is below 0.1
+    out = moodpo_monitors(moodpo, {**sft, "score_std": {"rm": 0.0, "brevity": 1.0}}, ["rm", "brevity"], CFG)
+    assert out["spread_sft_std"] == {"rm": 0.5, "brevity": 0.02}
+    # neither varies: nothing can have followed the weight
+    flat = {"spread": {"rm": 0.0, "brevity": 0.02}, "score_std": {"rm": 0.0, "brevity": 0.2}}
+    out = moodpo_monitors(flat, {**sft, "score_std": {"rm": 0.0, "brevity": 0.25}}, ["rm", "brevity"], CFG)
+    assert out["spread_sft_std"] == {"rm": 0.0, "brevity": 0.08} and out["flags"] == ["ignores_rm", "ignores_brevity"]
 
 
 def test_markdown_names_every_flagged_policy():
