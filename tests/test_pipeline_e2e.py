@@ -10,7 +10,7 @@ from conftest import copy_repo, run, stage, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "ppo", "grpo", "evaluate@sft",
+STAGES = ["corpus", "prepare", "base_model", "sft", "preferences", "reward", "ppo", "grpo", "evaluate@sft",
           "evaluate@ppo", "evaluate@grpo", "compare", "child_sft", "dialogue_ppo", "moodpo@1", "moodpo@2", "moodpo_eval"]
 
 
@@ -62,7 +62,7 @@ def test_ppo_param_reruns_only_ppo_and_downstream(built):
     proc = run(["dvc", "exp", "run", "-S", "ppo.kl_coef=0.2"], cwd=repo)
     ran = set(stages_run(proc.stdout))
     assert {"ppo", "evaluate@ppo", "compare"} <= ran
-    assert not ran & {"corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "evaluate@sft", "grpo",
+    assert not ran & {"corpus", "prepare", "base_model", "sft", "preferences", "reward", "evaluate@sft", "grpo",
                       "evaluate@grpo"}
     shown = run(["dvc", "exp", "show", "--no-pager", "--md"], cwd=repo).stdout
     assert "ppo.kl_coef" in shown or "kl_coef" in shown
@@ -86,7 +86,7 @@ def test_reward_param_reruns_reward_and_downstream_only(built):
     ran = set(stages_run(proc.stdout))
     assert {"reward", "ppo", "grpo", "evaluate@sft", "evaluate@ppo", "evaluate@grpo", "compare", "moodpo@1",
             "moodpo@2", "moodpo_eval"} <= ran
-    assert not ran & {"corpus", "prepare", "tokenizer", "sft", "preferences", "child_sft", "dialogue_ppo"}
+    assert not ran & {"corpus", "prepare", "base_model", "sft", "preferences", "child_sft", "dialogue_ppo"}
 
 
 def test_bad_param_fails_with_one_line_and_keeps_outputs(built):

@@ -96,17 +96,12 @@ def tiny_pretrained(path: Path, *, pickle_only: bool) -> dict:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    """A tiny project with good upstream outputs: corpus, prepared data, tokenizer and an (untrained) SFT model."""
-    from rlhfpipe.config import ModelConfig
-    from rlhfpipe.modeling import build_causal_lm, load_tokenizer, save_model
-
+    """A tiny project with good upstream outputs: corpus, prepared data, base model and an (untrained) SFT model."""
     root = tmp_path_factory.mktemp("base")
     write_params(root, tiny_params())
-    for name in ("corpus", "prepare", "tokenizer"):
+    for name in ("corpus", "prepare", "base_model"):
         assert run_inline(name, root) == 0, name
-    tokenizer = load_tokenizer(root / "models/tokenizer")
-    cfg = ModelConfig(**tiny_params()["model"])
-    save_model(build_causal_lm(cfg, tokenizer), tokenizer, root / "models/sft")
+    shutil.copytree(root / "models/base", root / "models/sft")
     return root
 
 
@@ -208,7 +203,7 @@ BAD_INPUTS = {
     "val_fraction": ("prepare", params(data={"val_fraction": 0.7}), "params.yaml: data.val_fraction=0.7: must be in (0, 0.5)"),
     "corpus_not_a_number": ("corpus", params(corpus={"n_dialogues": "many"}),
                             "params.yaml: corpus.n_dialogues='many': must be an integer"),
-    "vocab_size": ("tokenizer", params(tokenizer={"vocab_size": 10}), "params.yaml: tokenizer.vocab_size=10"),
+    "vocab_size": ("base_model", params(tokenizer={"vocab_size": 10}), "params.yaml: tokenizer.vocab_size=10"),
     "infinite_learning_rate": ("sft", params(sft={"learning_rate": float("inf")}),
                                "params.yaml: sft.learning_rate=inf: must be a finite number"),
     "dtype": ("sft", params(model={"dtype": "float16"}), "params.yaml: model.dtype='float16': must be float32 or bfloat16"),
@@ -265,10 +260,10 @@ def test_bad_inputs_cover_every_stage_and_both_output_checks(base):
     """At least 20 cases over every stage; some stages have previous good outputs that must be kept."""
     assert len(BAD_INPUTS) >= 20
     stages = {stage for stage, _, _ in BAD_INPUTS.values()}
-    assert {s.partition("@")[0] for s in stages} == {"corpus", "prepare", "tokenizer", "sft", "preferences", "reward",
+    assert {s.partition("@")[0] for s in stages} == {"corpus", "prepare", "base_model", "sft", "preferences", "reward",
                                                       "ppo", "evaluate"}
     existing = {s for s in stages if all((base / out).exists() for out in stage_spec(s)[2] if not out.startswith("metrics/"))}
-    assert {"prepare", "tokenizer", "sft"} <= existing and {"preferences", "reward", "ppo"}.isdisjoint(existing)
+    assert {"prepare", "base_model", "sft"} <= existing and {"preferences", "reward", "ppo"}.isdisjoint(existing)
 
 
 @pytest.mark.parametrize("section, values, key", [
@@ -445,7 +440,7 @@ def resumed(tmp_path_factory):
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_uninterrupted_result(resumed):
     repo, after_sft_kill, after_ppo_kill, second, third = resumed
-    assert {s.split(":")[0] for s in after_sft_kill} == {"corpus", "prepare", "tokenizer"}
+    assert {s.split(":")[0] for s in after_sft_kill} == {"corpus", "prepare", "base_model"}
     assert "sft: resuming from checkpoints/sft/checkpoint-" in second
     assert "Running stage 'ppo'" in third and "Running stage 'sft'" not in third
     final = lock_outs(repo)
