@@ -217,7 +217,7 @@ BAD_INPUTS = {
     "misspelt_key": ("ppo", params(ppo={"kl_coeff": 0.1}), "params.yaml: ppo.kl_coeff=0.1: unknown key"),
     "num_prompts": ("evaluate@sft", params(evaluate={"num_prompts": 0}), "params.yaml: evaluate.num_prompts=0"),
     # models and upstream outputs
-    "hub_id_offline": ("sft", params(model={"name_or_path": "someone/not-cached-model"}),
+    "hub_id_offline": ("base_model", params(model={"name_or_path": "someone/not-cached-model"}),
                        "params.yaml: model.name_or_path='someone/not-cached-model': not a local path, and HF_HUB_OFFLINE=1"),
     "generator_missing": ("preferences", params(preferences={"generator": "./no/such/model"}),
                           "params.yaml: preferences.generator='./no/such/model': no such directory"),
@@ -287,10 +287,10 @@ def test_pickle_only_model_is_refused_unless_allowed(project, capfd):
     tiny_pretrained(project / "pickled", pickle_only=True)
     local = str(project / "pickled")
     set_params(project, model={"name_or_path": local})
-    outs = stage_spec("sft")[2]
+    outs = stage_spec("base_model")[2]
     before = snapshot(project, outs)
     capfd.readouterr()
-    assert run_inline("sft", project) == 2
+    assert run_inline("base_model", project) == 2
     assert_one_error_line(capfd.readouterr().err, f"params.yaml: model.name_or_path={local!r}: only pickle weights "
                                                   "(pytorch_model.bin), which can run code when loaded")
     assert snapshot(project, outs) == before
