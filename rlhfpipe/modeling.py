@@ -65,7 +65,11 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 def adapt_pretrained_tokenizer(name_or_path: str, trust_remote_code: bool) -> PreTrainedTokenizerFast:
     """Load a pretrained tokenizer; add a dedicated pad token and a chat template if it lacks them."""
-    tok = load_tokenizer(name_or_path, key="model.name_or_path", trust_remote_code=trust_remote_code)
+    return adapt_tokenizer(load_tokenizer(name_or_path, key="model.name_or_path", trust_remote_code=trust_remote_code))
+
+
+def adapt_tokenizer(tok: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
+    """Give a pretrained tokenizer a dedicated pad token and a chat template if it lacks them (in place)."""
     if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
         # A pad equal to EOS would mask the real EOS out of the loss and of PPO's truncation.
         tok.add_special_tokens({"pad_token": PAD})

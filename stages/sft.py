@@ -16,20 +16,20 @@ from rlhfpipe.training.sft import train_sft  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
-    prepared, tokenizer_dir, out_dir, metrics_path, curves_dir = usage(
-        argv, 5, "sft.py PREPARED_DIR TOKENIZER_DIR OUT_DIR METRICS_JSON CURVES_DIR")
+    prepared, base_dir, out_dir, metrics_path, curves_dir = usage(
+        argv, 5, "sft.py PREPARED_DIR BASE_MODEL_DIR OUT_DIR METRICS_JSON CURVES_DIR")
     runtime, cfg, model_cfg = load_section("runtime"), load_section("sft"), load_section("model")
     setup_runtime(runtime.num_threads, cfg.seed)
     stage_device(launched=True)
-    tokenizer = load_tokenizer(tokenizer_dir)
+    tokenizer = load_tokenizer(base_dir)
     train_rows = read_jsonl(Path(prepared) / "sft_train.jsonl")
     val_rows = read_jsonl(Path(prepared) / "sft_val.jsonl")
-    key = fingerprint(as_dict(cfg), as_dict(model_cfg), as_dict(runtime),
-                      file_digest(Path(prepared) / "sft_train.jsonl"), file_digest(Path(tokenizer_dir)))
+    key = fingerprint(as_dict(cfg), model_cfg.dtype, as_dict(runtime),
+                      file_digest(Path(prepared) / "sft_train.jsonl"), file_digest(Path(base_dir)))
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
         model, metrics = train_sft(cfg, model_cfg, tokenizer, train_rows, val_rows, live, key,
-                                   precision=runtime.precision)
+                                   base_dir=base_dir, precision=runtime.precision)
         live.end()
     if not distributed.is_main():  # the model and metrics are written once, by the main process
         return

@@ -216,11 +216,11 @@ def trained(tmp_path_factory):
                 "whiten_rewards": True, "save_every": 0.5, "lora": LORA},
     }))
     for name, *args in (("corpus", "data/corpus/corpus.jsonl"), ("prepare", "data/prepared", "metrics/data.json"),
-                        ("tokenizer", "data/prepared", "models/tokenizer")):
+                        ("base_model", "data/prepared", "models/base")):
         proc = stage(name, *args, cwd=root)
         assert proc.returncode == 0, proc.stderr[-2000:]
     trim_jsonl(root / "data/prepared/sft_train.jsonl", GLOBAL_BATCH)
-    both("sft", root, ["data/prepared", "models/tokenizer"], ["models/sft", "metrics/sft.json", "metrics/train/sft"])
+    both("sft", root, ["data/prepared", "models/base"], ["models/sft", "metrics/sft.json", "metrics/train/sft"])
     proc = stage("preferences", "data/prepared", "one/models/sft", "data/preferences", "metrics/preferences.json",
                  cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -11,7 +11,7 @@ from conftest import out_md5s, pipeline_copy
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "ppo", "grpo", "evaluate@sft",
+STAGES = ["corpus", "prepare", "base_model", "sft", "preferences", "reward", "ppo", "grpo", "evaluate@sft",
           "evaluate@ppo", "evaluate@grpo", "compare", "child_sft", "dialogue_ppo", "moodpo@1", "moodpo@2", "moodpo_eval"]
 
 
@@ -72,7 +72,7 @@ def test_ppo_param_reruns_only_ppo_and_downstream(built, pipeline):
     proc = run(["dvc", "exp", "run", "-S", "ppo.kl_coef=0.2"], cwd=repo)
     ran = set(stages_run(proc.stdout))
     assert {"ppo", "evaluate@ppo", "compare"} <= ran
-    assert not ran & {"corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "evaluate@sft", "grpo",
+    assert not ran & {"corpus", "prepare", "base_model", "sft", "preferences", "reward", "evaluate@sft", "grpo",
                       "evaluate@grpo"}
     shown = run(["dvc", "exp", "show", "--no-pager", "--md"], cwd=repo).stdout
     assert "ppo.kl_coef" in shown or "kl_coef" in shown

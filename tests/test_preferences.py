@@ -95,8 +95,8 @@ def test_counsel_chat_upvotes_through_prepare_preferences_and_reward(tmp_path):
     })
     write_params(repo, params)
     for args in (("prepare", "data/prepared", "metrics/data.json"),
-                 ("tokenizer", "data/prepared", "models/tokenizer"),
-                 ("sft", "data/prepared", "models/tokenizer", "models/sft", "metrics/sft.json", "metrics/train/sft"),
+                 ("base_model", "data/prepared", "models/base"),
+                 ("sft", "data/prepared", "models/base", "models/sft", "metrics/sft.json", "metrics/train/sft"),
                  ("preferences", "data/prepared", "models/sft", "data/preferences", "metrics/preferences.json"),
                  ("reward", "data/prepared", "data/preferences", "models/sft", "models/reward", "metrics/reward.json",
                   "metrics/reward_calibration.json", "metrics/train/reward")):

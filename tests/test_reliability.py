@@ -102,17 +102,12 @@ def tiny_pretrained(path: Path, *, pickle_only: bool) -> dict:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    """A tiny project with good upstream outputs: corpus, prepared data, tokenizer and an (untrained) SFT model."""
-    from rlhfpipe.config import ModelConfig
-    from rlhfpipe.modeling import build_causal_lm, load_tokenizer, save_model
-
+    """A tiny project with good upstream outputs: corpus, prepared data, base model and an (untrained) SFT model."""
     root = tmp_path_factory.mktemp("base")
     write_params(root, tiny_params())
-    for name in ("corpus", "prepare", "tokenizer"):
+    for name in ("corpus", "prepare", "base_model"):
         assert run_inline(name, root) == 0, name
-    tokenizer = load_tokenizer(root / "models/tokenizer")
-    cfg = ModelConfig(**tiny_params()["model"])
-    save_model(build_causal_lm(cfg, tokenizer), tokenizer, root / "models/sft")
+    shutil.copytree(root / "models/base", root / "models/sft")
     return root
 
 
@@ -214,7 +209,7 @@ BAD_INPUTS = {
     "val_fraction": ("prepare", params(data={"val_fraction": 0.7}), "params.yaml: data.val_fraction=0.7: must be in (0, 0.5)"),
     "corpus_not_a_number": ("corpus", params(corpus={"n_dialogues": "many"}),
                             "params.yaml: corpus.n_dialogues='many': must be an integer"),
-    "vocab_size": ("tokenizer", params(tokenizer={"vocab_size": 10}), "params.yaml: tokenizer.vocab_size=10"),
+    "vocab_size": ("base_model", params(tokenizer={"vocab_size": 10}), "params.yaml: tokenizer.vocab_size=10"),
     "infinite_learning_rate": ("sft", params(sft={"learning_rate": float("inf")}),
                                "params.yaml: sft.learning_rate=inf: must be a finite number"),
     "dtype": ("sft", params(model={"dtype": "float16"}), "params.yaml: model.dtype='float16': must be float32 or bfloat16"),
@@ -228,7 +223,7 @@ BAD_INPUTS = {
     "misspelt_key": ("ppo", params(ppo={"kl_coeff": 0.1}), "params.yaml: ppo.kl_coeff=0.1: unknown key"),
     "num_prompts": ("evaluate@sft", params(evaluate={"num_prompts": 0}), "params.yaml: evaluate.num_prompts=0"),
     # models and upstream outputs
-    "hub_id_offline": ("sft", params(model={"name_or_path": "someone/not-cached-model"}),
+    "hub_id_offline": ("base_model", params(model={"name_or_path": "someone/not-cached-model"}),
                        "params.yaml: model.name_or_path='someone/not-cached-model': not a local path, and HF_HUB_OFFLINE=1"),
     "generator_missing": ("preferences", params(preferences={"generator": "./no/such/model"}),
                           "params.yaml: preferences.generator='./no/such/model': no such directory"),
@@ -282,7 +277,7 @@ def test_bad_inputs_cover_every_stage_and_both_output_checks(base):
     declared = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
     assert len(declared) >= 14 and {s.partition("@")[0] for s in stages} == declared
     existing = {s for s in stages if all((base / out).exists() for out in stage_spec(s)[2] if not out.startswith("metrics/"))}
-    assert {"prepare", "tokenizer", "sft"} <= existing and {"preferences", "reward", "ppo"}.isdisjoint(existing)
+    assert {"prepare", "base_model", "sft"} <= existing and {"preferences", "reward", "ppo"}.isdisjoint(existing)
 
 
 @pytest.mark.parametrize("section, values, key", [
@@ -306,10 +301,10 @@ def test_pickle_only_model_is_refused_unless_allowed(project, capfd):
     tiny_pretrained(project / "pickled", pickle_only=True)
     local = str(project / "pickled")
     set_params(project, model={"name_or_path": local})
-    outs = stage_spec("sft")[2]
+    outs = stage_spec("base_model")[2]
     before = snapshot(project, outs)
     capfd.readouterr()
-    assert run_inline("sft", project) == 2
+    assert run_inline("base_model", project) == 2
     assert_one_error_line(capfd.readouterr().err, f"params.yaml: model.name_or_path={local!r}: only pickle weights "
                                                   "(pytorch_model.bin), which can run code when loaded")
     assert snapshot(project, outs) == before
@@ -462,7 +457,7 @@ def resumed(tmp_path_factory):
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_uninterrupted_result(resumed, pipeline):
     repo, logs, kept = resumed
-    assert {s.split(":")[0] for s in kept["sft"]} == {"corpus", "prepare", "tokenizer"}
+    assert {s.split(":")[0] for s in kept["sft"]} == {"corpus", "prepare", "base_model"}
     # each killed stage resumed from its checkpoint on the next repro, none restarted from scratch
     assert "sft: resuming from checkpoints/sft/checkpoint-" in logs["reward"]
     assert "reward: resuming from checkpoints/reward/checkpoint-" in logs["ppo"]

@@ -81,8 +81,8 @@ def rerun(changed: str) -> set[str]:
     ("moodpo.iteration_2.learning_rate", {"moodpo@2", "moodpo_eval"}),
     ("moodpo.alpha", {"moodpo@1", "moodpo@2", "moodpo_eval"}),
     ("moodpo_eval.num_prompts", {"moodpo_eval"}),
-    # sft onwards; dialogue_ppo reads models/sft (its teacher), child_sft only the tokenizer
-    ("model.allow_pickle", set(STAGES) - {"corpus", "prepare", "tokenizer", "child_sft"}),
+    # base_model reads it, so everything that starts from models/base (child_sft takes its tokenizer) reruns
+    ("model.allow_pickle", set(STAGES) - {"corpus", "prepare"}),
 ])
 def test_a_param_change_reruns_exactly_these_stages(changed, expected):
     """By hand from the stage graph: what `dvc exp run -S` reran in the end-to-end tests, for every section."""
@@ -125,6 +125,10 @@ def loaded_sections(script: str) -> dict[str, set[str] | None]:
 PASSED_WHOLE = {
     ("moodpo", "moodpo"): "train_moodpo reads objectives, alpha, weights_per_prompt, prompt_column, max_new_tokens, "
                           "temperature, max_length, missing_eos_penalty and the iteration's own section",
+    ("base_model", "model"): "build_base_model reads every model field but dtype: models/base is always fp32",
+    ("sft", "model"): "train_sft given base_dir reads only model.dtype: the model itself comes from models/base",
+    ("compare", "monitors"): "policy_monitors reads the policy thresholds; moodpo_spread_min is moodpo_eval's",
+    ("moodpo_eval", "monitors"): "moodpo_monitors reads only moodpo_spread_min",
 }
 
 
