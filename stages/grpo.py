@@ -5,8 +5,11 @@ from pathlib import Path
 from rlhfpipe import distributed
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
+from rlhfpipe.data.summary_prompt import summary_references
+from rlhfpipe.devices import stage_device
 from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import load_tokenizer, save_model
+from rlhfpipe.models.prompt_length import drop_long_prompts
 from rlhfpipe.rewards.registry import RewardRegistry
 from rlhfpipe.rewards.reward_model import RewardModel
 from rlhfpipe.training import trackers
@@ -20,22 +23,25 @@ def main(argv: list[str]) -> None:
     runtime, cfg = load_section("runtime"), load_section("grpo")
     setup_runtime(runtime.num_threads, cfg.seed)
     trackers.activate(runtime.report_to, runtime.tracker_dir, "grpo")
-    distributed.init()
+    device = stage_device(launched=True)
     tokenizer = load_tokenizer(sft_dir)
-    prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
-    registry = RewardRegistry(RewardModel(reward_dir), normalize_reward_model=cfg.normalize_rewards,
-                              cohesion_weights=load_section("cohesion"))
+    rows, dropped = drop_long_prompts(tokenizer, read_jsonl(Path(prepared) / "prompts_train.jsonl"),
+                                      cfg.max_prompt_length, "grpo.max_prompt_length", conversation=lambda r: r["prompt"])
+    prompts = [r["prompt"] for r in rows]
+    registry = RewardRegistry(RewardModel(reward_dir, device), normalize_reward_model=cfg.normalize_rewards,
+                              cohesion_weights=load_section("cohesion"), references=summary_references(rows))
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "prompts_train.jsonl"),
                       file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
-        model, metrics = train_grpo(cfg, sft_dir, tokenizer, prompts, registry, live, key)
+        model, metrics = train_grpo(cfg, sft_dir, tokenizer, prompts, registry, live, key,
+                                    precision=runtime.precision)
         live.end()
     if not distributed.is_main():  # the policy and metrics are written once, by the main process
         return
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
-    write_json(metrics_path, metrics)
+    write_json(metrics_path, {**metrics, "prompts_dropped": dropped})
     print(f"grpo: {metrics}")
 
 

@@ -2,8 +2,10 @@
 
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
+from rlhfpipe.data.summary_prompt import summary_references
+from rlhfpipe.devices import stage_device
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.io import atomic_path, write_json
+from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import load_tokenizer, save_model
 from rlhfpipe.moodpo.training import load_prompts, train_moodpo, weighted_prompts
 from rlhfpipe.rewards.registry import RewardRegistry
@@ -21,11 +23,14 @@ def main(argv: list[str]) -> None:
     it = getattr(cfg, f"iteration_{n}")
     setup_runtime(runtime.num_threads, it.seed)
     trackers.activate(runtime.report_to, runtime.tracker_dir, f"moodpo_{n}")
+    device = stage_device(trl_single=True)
     tokenizer = load_tokenizer(start_dir)
     names = [o.name for o in cfg.objectives]
     dataset = weighted_prompts(load_prompts(prompts_path, cfg.prompt_column), names, cfg.alpha, cfg.weights_per_prompt, it)
-    registry = RewardRegistry(RewardModel(reward_dir) if "reward_model" in names else None,
-                              cohesion_weights=load_section("cohesion"))
+    # a prepared prompt set carries the reference summaries; a CSV of prompts carries none
+    rows = read_jsonl(prompts_path) if prompts_path.endswith(".jsonl") else []
+    registry = RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None,
+                              cohesion_weights=load_section("cohesion"), references=summary_references(rows))
     with atomic_path(curves_dir) as curves:
         live = open_live(curves)
         model, metrics = train_moodpo(cfg, it, f"moodpo_{n}", start_dir, tokenizer, dataset, registry, live)

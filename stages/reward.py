@@ -5,9 +5,10 @@ from pathlib import Path
 from rlhfpipe import distributed
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
+from rlhfpipe.devices import place, stage_device
 from rlhfpipe.io import atomic_path, read_jsonl, write_json
-from rlhfpipe.models.loading import load_tokenizer, save_model
-from rlhfpipe.rewards.reward_model import STATS_FILE, RewardModel
+from rlhfpipe.models.loading import load_causal_lm, load_tokenizer, save_model
+from rlhfpipe.rewards.reward_model import RewardModel, STATS_FILE
 from rlhfpipe.training import trackers
 from rlhfpipe.training.common import file_digest, fingerprint, open_live
 from rlhfpipe.training.reward_model import evaluate_reward, normalisation_stats, train_reward
@@ -19,24 +20,27 @@ def main(argv: list[str]) -> None:
     runtime, cfg = load_section("runtime"), load_section("reward")
     setup_runtime(runtime.num_threads, cfg.seed)
     trackers.activate(runtime.report_to, runtime.tracker_dir, "reward")
-    distributed.init()
+    device = stage_device(launched=True)
     tokenizer = load_tokenizer(sft_dir)
     train_rows, test_rows = read_jsonl(Path(pairs_dir) / "train.jsonl"), read_jsonl(Path(pairs_dir) / "test.jsonl")
     key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(pairs_dir)), file_digest(Path(sft_dir)))
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
-        model, train_metrics = train_reward(cfg, sft_dir, tokenizer, train_rows, test_rows, live, key)
+        model, train_metrics = train_reward(cfg, sft_dir, tokenizer, train_rows, test_rows, live, key,
+                                            precision=runtime.precision)
         live.end()
     if not distributed.is_main():  # evaluation and every output belong to the main process
         return
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
-        rm = RewardModel(tmp)
-        stats = normalisation_stats(rm, read_jsonl(Path(prepared) / "prompts_test.jsonl"))
+        rm = RewardModel(tmp, device)
+        sft = place(load_causal_lm(sft_dir, tokenizer).eval(), device)
+        train_prompts = [r["prompt"] for r in read_jsonl(Path(prepared) / "prompts_train.jsonl")]
+        stats = normalisation_stats(rm, sft, tokenizer, train_prompts, cfg)
         write_json(tmp / STATS_FILE, stats)
         metrics, calibration = evaluate_reward(rm, test_rows, cfg)
-    write_json(metrics_path, {**metrics, **train_metrics, "reference_reward_mean": stats["mean"],
-                              "reference_reward_std": stats["std"]})
+    write_json(metrics_path, {**metrics, **train_metrics, "sft_sample_reward_mean": stats["mean"],
+                              "sft_sample_reward_std": stats["std"]})
     write_json(calibration_path, calibration)
     print(f"reward: {metrics}")
 

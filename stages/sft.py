@@ -5,33 +5,35 @@ from pathlib import Path
 from rlhfpipe import distributed
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
+from rlhfpipe.devices import stage_device
 from rlhfpipe.io import atomic_path, read_jsonl, write_json
-from rlhfpipe.models.loading import load_tokenizer, save_model
+from rlhfpipe.models.loading import DTYPES, load_tokenizer, save_model
 from rlhfpipe.training import trackers
 from rlhfpipe.training.common import file_digest, fingerprint, open_live
 from rlhfpipe.training.sft import train_sft
 
 
 def main(argv: list[str]) -> None:
-    prepared, tokenizer_dir, out_dir, metrics_path, curves_dir = usage(
-        argv, 5, "sft.py PREPARED_DIR TOKENIZER_DIR OUT_DIR METRICS_JSON CURVES_DIR")
+    prepared, base_dir, out_dir, metrics_path, curves_dir = usage(
+        argv, 5, "sft.py PREPARED_DIR BASE_MODEL_DIR OUT_DIR METRICS_JSON CURVES_DIR")
     runtime, cfg, model_cfg = load_section("runtime"), load_section("sft"), load_section("model")
     setup_runtime(runtime.num_threads, cfg.seed)
     trackers.activate(runtime.report_to, runtime.tracker_dir, "sft")
-    distributed.init()
-    tokenizer = load_tokenizer(tokenizer_dir)
+    stage_device(launched=True)
+    tokenizer = load_tokenizer(base_dir)
     train_rows = read_jsonl(Path(prepared) / "sft_train.jsonl")
     val_rows = read_jsonl(Path(prepared) / "sft_val.jsonl")
-    key = fingerprint(as_dict(cfg), as_dict(model_cfg), as_dict(runtime),
-                      file_digest(Path(prepared) / "sft_train.jsonl"), file_digest(Path(tokenizer_dir)))
+    key = fingerprint(as_dict(cfg), model_cfg.dtype, as_dict(runtime),
+                      file_digest(Path(prepared) / "sft_train.jsonl"), file_digest(Path(base_dir)))
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
-        model, metrics = train_sft(cfg, model_cfg, tokenizer, train_rows, val_rows, live, key)
+        model, metrics = train_sft(cfg, model_cfg, tokenizer, train_rows, val_rows, live, key,
+                                   base_dir=base_dir, precision=runtime.precision)
         live.end()
     if not distributed.is_main():  # the model and metrics are written once, by the main process
         return
     with atomic_path(out_dir) as tmp:
-        save_model(model, tokenizer, tmp)
+        save_model(model.to(DTYPES[model_cfg.dtype]), tokenizer, tmp)
     write_json(metrics_path, metrics)
     print(f"sft: {metrics}")
 

@@ -1,4 +1,5 @@
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -110,6 +111,72 @@ def repro_until(repo: Path, ready, log: Path, *targets: str, timeout: float = 90
 
 def stage(name: str, *args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
     return run([sys.executable, str(REPO / "stages" / f"{name}.py"), *args], cwd=cwd, check=check)
+
+
+def out_md5s(repo: Path) -> dict[str, str]:
+    """``stage:path`` -> md5 of every output recorded in ``repo``'s dvc.lock."""
+    import yaml
+
+    lock = yaml.safe_load((repo / "dvc.lock").read_text()) if (repo / "dvc.lock").exists() else {"stages": {}}
+    return {f"{name}:{o['path']}": o["md5"] for name, s in lock["stages"].items() for o in s.get("outs", [])}
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltPipeline:
+    repo: Path
+    """the built copy: read it, never change it (copy it with ``pipeline_copy`` first)"""
+    md5s: dict
+    """``stage:path`` -> md5 of every output of the uninterrupted build"""
+    output: str
+    """what ``dvc repro`` printed"""
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> BuiltPipeline:
+    """The tiny pipeline built once per session by ``dvc repro``: the reference every end-to-end test compares
+    its md5s with (a second clean build, killed-and-resumed builds)."""
+    repo = copy_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    write_params(repo, tiny_params())
+    proc = run(["dvc", "repro"], cwd=repo)
+    return BuiltPipeline(repo, out_md5s(repo), proc.stdout)
+
+
+def pipeline_copy(pipeline: BuiltPipeline, dest: Path) -> Path:
+    """A copy of the built pipeline (workspace, DVC cache, git history) that a test may change."""
+    return Path(shutil.copytree(pipeline.repo, dest, symlinks=True))
+
+
+# Under CI a missing prerequisite (chromium, npm, ../shared, a pinned package) is a broken setup, not a reason
+# to report green: the test fails. Elsewhere it is skipped with the reason.
+CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def missing(reason: str) -> None:
+    """Skip the running test for a missing prerequisite; fail it under CI=true."""
+    if CI:
+        pytest.fail(f"prerequisite missing under CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def needs(ok: bool, reason: str):
+    """Mark: the test needs a prerequisite (``ok`` says whether it is here); see ``missing``."""
+    return pytest.mark.needs(ok=bool(ok), reason=reason)
+
+
+def require_module(name: str):
+    """``pytest.importorskip`` that fails under CI=true: every package the tests import is pinned."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        missing(f"cannot import {name}: {err}")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        if not mark.kwargs["ok"]:
+            missing(mark.kwargs["reason"])
 
 
 @pytest.fixture

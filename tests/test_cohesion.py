@@ -7,7 +7,6 @@ import pytest
 from conftest import params_config
 from rlhfpipe.config import ParamError
 from rlhfpipe.rewards.cohesion import (
-    CONNECTIVE_CAP,
     INDEX_KEYS,
     CohesionWeights,
     cohesion_indices,
@@ -172,12 +171,11 @@ def test_reward_bounded_and_deterministic():
 
 def test_reward_is_weighted_mean_of_unit_components():
     turns = ["I left because I was tired, however I feel better."]
-    ix = cohesion_indices(turns)
     # connectives: 2/10 per word saturates the 0.08 cap -> 1.0; mattr = ttr = 8/10 (i x3)
     assert cohesion_reward(turns, only(connectives_all=1.0)) == 1.0
     assert cohesion_reward(turns, only(mattr=1.0)) == pytest.approx(8 / 10)
-    expected = (1 * ix["mattr"] + 3 * min(ix["connectives_all"] / CONNECTIVE_CAP, 1.0)) / 4
-    assert cohesion_reward(turns, only(mattr=1.0, connectives_all=3.0)) == pytest.approx(expected)
+    # weighted mean of mattr 8/10 (weight 1) and the saturated connective rate 1.0 (weight 3)
+    assert cohesion_reward(turns, only(mattr=1.0, connectives_all=3.0)) == pytest.approx((1 * 0.8 + 3 * 1.0) / 4)
 
 
 def test_connective_rate_below_cap_is_linear():

@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_repo, repro_until, run, tiny_params, write_params
-from conftest import params_config
-from rlhfpipe.config import CohesionWeights, ParamError, RewardTerm, load_section
-from rlhfpipe.dialogue.windows import DialogueReward, Teacher, as_prompt, content_seed, read_windows, speaker_turns
+from conftest import out_md5s, params_config
+from rlhfpipe.config import CohesionWeights, DialogueConfig, load_section, ParamError, RewardTerm
+from rlhfpipe.dialogue.windows import as_prompt, content_seed, DialogueReward, read_windows, speaker_turns, Teacher
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.rewards.cohesion import cohesion_indices, cohesion_rewards
+from rlhfpipe.rewards.cohesion import cohesion_rewards
 from rlhfpipe.rewards.registry import RewardRegistry
 from rlhfpipe.rewards.wordlists import CONNECTIVES
 
@@ -111,10 +111,8 @@ def test_cohesion_scores_the_window_and_other_terms_the_child_turn():
     child = ["The rent and my job."]
     total, parts = reward.combine([RewardTerm("cohesion", 1.0), RewardTerm("brevity", 2.0)], prompts, child)
     assert teacher.seen == [[["I lost my job.", "What worries you?", "The rent and my job."]]]
-    window = ["I lost my job.", "What worries you?", "The rent and my job.", "Your job matters, and the rent too."]
     # turn overlap alone: {lost, job} -> {worrie}: 0; {worrie} -> {rent, job}: 0; {rent, job} -> {job, matter, rent}: 1
     assert float(parts["cohesion"][0]) == pytest.approx(1 / 3)
-    assert float(parts["cohesion"][0]) == pytest.approx(cohesion_rewards([window], weights)[0])
     assert float(parts["brevity"][0]) == pytest.approx(1 - 5 / 40)  # the child's 5 words, not the teacher's
     assert float(total[0]) == pytest.approx(1 / 3 + 2 * (1 - 5 / 40))
 
@@ -131,7 +129,7 @@ def test_registry_cohesion_uses_the_given_weights():
     prompts, responses = [[{"role": "user", "content": "the cat saw the dog"}]], ["so"]
     only_mattr = params_config("cohesion", adjacent_overlap_turn=0.0, adjacent_overlap_sentence=0.0, connectives_all=0.0,
                                  givenness=0.0)
-    mattr = cohesion_indices(["the cat saw the dog", "so"])["mattr"]
+    mattr = 5 / 6  # by hand: 6 tokens, 5 types (the x2), under the 50-token window
     assert float(RewardRegistry(cohesion_weights=only_mattr).score("cohesion", prompts, responses)[0]) == pytest.approx(mattr)
     assert RewardRegistry(cohesion_weights=params_config("cohesion")).score("cohesion", prompts, responses)[0] != pytest.approx(mattr)
 
@@ -273,9 +271,9 @@ def test_stages_stop_in_one_line_and_write_nothing(tiny, tmp_path, script, args,
 
 # --- kill and resume through dvc repro ------------------------------------------------------------
 @pytest.mark.slow
-def test_killed_dialogue_ppo_resumes_from_its_last_checkpoint(tmp_path):
+def test_killed_dialogue_ppo_resumes_from_its_last_checkpoint(tmp_path, pipeline):
     repo = copy_repo(tmp_path / "repo")
-    write_params(repo, tiny_params({"runtime": {"num_threads": 1}}))
+    write_params(repo, tiny_params())  # the session pipeline's params: its outputs are the uninterrupted ones
     ckpt = repo / "checkpoints/dialogue_ppo/checkpoint"
     first = repro_until(repo, lambda: (ckpt / "state.json").is_file(), tmp_path / "first.log", "dialogue_ppo",
                         timeout=600)
@@ -289,3 +287,6 @@ def test_killed_dialogue_ppo_resumes_from_its_last_checkpoint(tmp_path):
     assert metrics["num_updates"] == metrics["episodes"] // 8 and metrics["checkpoint_interval"] >= 1
     assert 0 <= metrics["cohesion_before"] <= 1 and 0 <= metrics["cohesion_after"] <= 1
     assert (repo / "models/dialogue_ppo/model.safetensors").is_file() and not ckpt.parent.exists()
+    resumed = out_md5s(repo)
+    assert {"dialogue_ppo:models/dialogue_ppo", "dialogue_ppo:data/dialogue_ppo"} <= set(resumed)
+    assert resumed == {k: pipeline.md5s[k] for k in resumed}  # same weights, samples and curves as uninterrupted

@@ -97,7 +97,10 @@ def _helpers_worker(rank: int, store: str, out_dir: str) -> None:
     mine, my_mask = x[rows], mask[rows]
     param = torch.nn.Parameter(torch.zeros(3))
     param.grad = torch.full((3,), float(rank + 1))
-    distributed.average_gradients([param])
+    unused, partial = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    if rank == 1:
+        partial.grad = torch.full((2,), 4.0)
+    distributed.average_gradients([unused, param, partial])
     try:
         distributed.per_process(15, "sft.batch_size")
         error = ""
@@ -110,6 +113,8 @@ def _helpers_worker(rank: int, store: str, out_dir: str) -> None:
         "token_mean": distributed.average(
             float((mine * my_mask).sum() / my_mask.sum()) * distributed.share(my_mask.sum())),
         "grad": param.grad.tolist(),
+        "unused_grad": None if unused.grad is None else unused.grad.tolist(),
+        "partial_grad": partial.grad.tolist(),
         "gathered": [t.tolist() for t in distributed.all_gather(torch.tensor([rank]))],
         "per_process": distributed.per_process(16, "sft.batch_size"),
         "error": error,
@@ -131,6 +136,8 @@ def test_process_group_helpers_over_two_processes_match_one(tmp_path):
         assert r["mean"] == pytest.approx(float(x.sum(1).mean()), rel=1e-6)
         assert r["token_mean"] == pytest.approx(float((x * mask).sum() / mask.sum()), rel=1e-6)
         assert r["grad"] == [1.5, 1.5, 1.5]
+        assert r["unused_grad"] is None  # reached by no process: the optimizer skips it, as with one process
+        assert r["partial_grad"] == [2.0, 2.0]  # (0 + 4) / 2
         assert r["gathered"] == [[0], [1]]
         assert r["per_process"] == 8
         assert r["error"] == "params.yaml: sft.batch_size=15: must be divisible by the number of processes (2)"
@@ -209,11 +216,11 @@ def trained(tmp_path_factory):
                 "whiten_rewards": True, "save_every": 0.5, "lora": LORA},
     }))
     for name, *args in (("corpus", "data/corpus/corpus.jsonl"), ("prepare", "data/prepared", "metrics/data.json"),
-                        ("tokenizer", "data/prepared", "models/tokenizer")):
+                        ("base_model", "data/prepared", "models/base")):
         proc = stage(name, *args, cwd=root)
         assert proc.returncode == 0, proc.stderr[-2000:]
     trim_jsonl(root / "data/prepared/sft_train.jsonl", GLOBAL_BATCH)
-    both("sft", root, ["data/prepared", "models/tokenizer"], ["models/sft", "metrics/sft.json", "metrics/train/sft"])
+    both("sft", root, ["data/prepared", "models/base"], ["models/sft", "metrics/sft.json", "metrics/train/sft"])
     proc = stage("preferences", "data/prepared", "one/models/sft", "data/preferences", "metrics/preferences.json",
                  cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -270,8 +277,13 @@ def test_ppo_stage_with_two_processes_writes_once(trained):
          ["models/ppo", "metrics/ppo.json", "metrics/train/ppo", "metrics/ppo_training.png"])
     one, two = (read_json(trained / tag / "metrics/ppo.json") for tag in ("one", "two"))
     assert one.keys() == two.keys() and one["updates"] == two["updates"] == 2
+    from safetensors.torch import load_file
+
+    sft = load_file(trained / "one/models/sft/model.safetensors")
     for tag in ("one", "two"):
-        assert (trained / tag / "models/ppo/model.safetensors").is_file()
+        policy = load_file(trained / tag / "models/ppo/model.safetensors")
+        assert len(policy.keys() & sft.keys()) > 4
+        assert any(not torch.equal(policy[k], sft[k]) for k in policy.keys() & sft.keys())  # two updates moved it
         assert not (trained / tag / "models/ppo/adapter_config.json").exists()
     assert_written_once(trained / "two")
 
@@ -345,7 +357,9 @@ def test_train_ppo_with_two_processes_matches_one(trained, tmp_path, monkeypatch
     torch.multiprocessing.spawn(_ppo_worker, args=(str(tmp_path / "store"), str(trained), str(tmp_path)), nprocs=2)
     history_two = read_json(tmp_path / "history.json")
     assert len(history_one) == len(history_two) == 2
-    assert history_one[-1]["objective/kl_coef"] != 0.05  # the adaptive controller moved, on the gathered KL
+    # the adaptive controller moved from its start (params' ppo.kl_coef), on the gathered KL
+    start = yaml.safe_load((trained / "params.yaml").read_text())["ppo"]["kl_coef"]
+    assert history_one[0]["objective/kl_coef"] == start and history_one[-1]["objective/kl_coef"] != start
     for row_one, row_two in zip(history_one, history_two):
         assert_close_metrics(row_one, row_two)
     lr = yaml.safe_load((trained / "params.yaml").read_text())["ppo"]["learning_rate"]

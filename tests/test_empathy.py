@@ -23,10 +23,12 @@ def test_hand_labelled_sentences_have_the_expected_sign():
 
 
 def test_empathy_reward_is_the_compound_score_in_range():
-    texts = [POSITIVE, NEGATIVE, NEUTRAL, ""]
-    scores = empathy_scores(texts)
-    assert scores == vader_compound(texts)
-    assert all(-1.0 <= s <= 1.0 for s in scores)
+    # by hand from vader_lexicon.txt, compound = sum / sqrt(sum**2 + 15): terrible -2.1 + hate -2.7 = -4.8;
+    # love 3.2 + great 3.1 + one "!" (0.292) = 6.592; no lexicon word: 0
+    texts = [NEGATIVE, "I love that, great!", NEUTRAL, ""]
+    expected = [-4.8 / (4.8 ** 2 + 15) ** 0.5, 6.592 / (6.592 ** 2 + 15) ** 0.5, 0.0, 0.0]
+    assert empathy_scores(texts) == pytest.approx(expected, abs=1e-4)
+    assert -1.0 <= empathy_scores([POSITIVE * 20])[0] <= 1.0
 
 
 def test_threshold_is_inclusive():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -174,6 +176,9 @@ def test_respond_against_itself_or_nothing():
     cfg = params_config("evaluate", batch_size=5, max_new_tokens=6)
     texts, kls = respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=0, reference=POLICY)
     assert kls == [0.0] * len(TOY_PROMPTS)
+    # a separate copy takes the computed path, not the "reference is policy" shortcut: the same texts, KL 0
+    copied = respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=0, reference=copy.deepcopy(POLICY))
+    assert copied[0] == texts and copied[1] == pytest.approx([0.0] * len(TOY_PROMPTS), abs=1e-6)
     assert respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=0) == (texts, None)
     assert respond(POLICY, ToyTokenizer(), TOY_PROMPTS, cfg, 1.0, seed=1)[0] != texts
 
@@ -203,16 +208,32 @@ def test_evaluate_policy_on_the_toy_by_hand():
     assert metrics["reward_mean"] == pytest.approx(np.mean(lengths), abs=1e-5)
     assert metrics["reward_normalized_mean"] == pytest.approx((np.mean(lengths) - 1.0) / 2.0, abs=1e-5)
     assert metrics["empathy_ratio"] == 0.0  # "a a a" carries no sentiment
+    # a response shorter than max_new_tokens (6 A tokens) stopped with EOS; one of 6 did not
+    assert metrics["eos_rate"] == pytest.approx(np.mean([n < 6 for n in lengths]), abs=1e-5)
 
     # the reference plays SFT: its responses to the same prompts, with the same seed, are the baseline
     sft_metrics, sft_samples = evaluate_policy("sft", REFERENCE, REFERENCE, ToyTokenizer(), LengthRewardModel(),
                                                TOY_ROWS, cfg, COHESION)
     assert sft_metrics["kl_to_sft"] == 0.0
+    computed, _ = evaluate_policy("sft", REFERENCE, copy.deepcopy(REFERENCE), ToyTokenizer(), LengthRewardModel(),
+                                  TOY_ROWS, cfg)  # not the shortcut: a copy of the reference, KL computed
+    assert computed["kl_to_sft"] == pytest.approx(0.0, abs=1e-6)
+    assert {k: v for k, v in computed.items() if k != "kl_to_sft"} == {
+        k: v for k, v in sft_metrics.items() if k != "kl_to_sft"}
     sft_texts, _ = respond(REFERENCE, ToyTokenizer(), [s["prompt"] for s in samples], cfg, 1.0, seed=3)
     assert [s["response"] for s in sft_samples] == sft_texts
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(lengths, (len(t.split()) for t in sft_texts))]
     assert paired_win_rate(samples, sft_samples) == pytest.approx(np.mean(wins), abs=1e-5)
     assert paired_win_rate(sft_samples, sft_samples) == 0.5
+
+
+def test_eos_rate_counts_responses_cut_at_max_new_tokens_as_not_ended():
+    # two tokens at most: "a a" never emitted EOS, "", "a" did (after "a a" the budget is spent)
+    cfg = EvaluateConfig(num_prompts=12, batch_size=5, max_new_tokens=2, temperature=1.0, seed=0)
+    metrics, samples = evaluate_policy("ppo", POLICY, REFERENCE, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg)
+    lengths = [len(s["response"].split()) for s in samples]
+    assert 2 in lengths and min(lengths) < 2  # both kinds sampled
+    assert metrics["eos_rate"] == pytest.approx(sum(n < 2 for n in lengths) / 12, abs=1e-5)
 
 
 def test_paired_win_rate_pairs_by_id_and_refuses_other_prompts():

@@ -13,6 +13,7 @@ import pytest
 from conftest import params_config
 from rlhfpipe.data.formats import READERS, read_records
 from rlhfpipe.errors import PipelineError
+from conftest import needs, require_module
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 COUNSEL_CHAT = Path(__file__).resolve().parents[2] / "shared/data/counsel_chat.csv"
@@ -114,7 +115,7 @@ def test_counsel_chat_fixture_groups_splits_and_drops_empty_answers():
     assert records.dialogues[2].turns[0].content == "How do I stop arguing with my mother?"
 
 
-@pytest.mark.skipif(not COUNSEL_CHAT.is_file(), reason="shared counsel_chat.csv not present")
+@needs(COUNSEL_CHAT.is_file(), "shared counsel_chat.csv not present")
 def test_counsel_chat_real_file():
     records = read_records("counsel_chat", str(COUNSEL_CHAT), params_config("data"))
     assert len(records.dialogues) == 2129 and records.dropped == {}
@@ -242,7 +243,7 @@ def test_trl_prompt_string_and_messages():
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
-    datasets = pytest.importorskip("datasets")
+    datasets = require_module("datasets")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")  # keep ~/.cache clean

@@ -18,8 +18,8 @@ def test_each_term_becomes_a_named_function_scoring_the_completion_text():
     brevity = functions[0](prompts=prompts, completions=completions, completion_ids=None, trainer_state=None)
     assert brevity == pytest.approx([0.75, 1.0 - 4 / 40])
     empathy = functions[1](prompts=prompts, completions=completions)
-    assert empathy == registry.score("empathy", prompts, ["word " * 10, "I love that, great!"]).tolist()
-    assert empathy[0] == 0.0 and empathy[1] > 0.5
+    # by hand from vader_lexicon.txt: love 3.2 + great 3.1 + one "!" (0.292) = 6.592, over sqrt(6.592**2 + 15)
+    assert empathy == pytest.approx([0.0, 6.592 / (6.592 ** 2 + 15) ** 0.5], abs=1e-4)
     # plain-text completions (a prompt given as a string) are scored as they are
     assert functions[0](prompts=["hi"], completions=["one two"]) == pytest.approx([1.0 - 2 / 40])
     assert isinstance(registry.score("brevity", prompts, ["a"]), torch.Tensor)

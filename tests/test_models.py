@@ -110,3 +110,30 @@ def test_sample_from_matches_the_distribution_and_never_draws_a_zero_probability
     one_hot = torch.zeros(3, 7)
     one_hot[torch.arange(3), torch.tensor([6, 0, 3])] = 1.0
     assert sample_from(one_hot, torch.Generator().manual_seed(1)).tolist() == [6, 0, 3]
+
+
+class EOSAtStep:
+    """The policy, except that row 0 is made to say EOS as its 4th response token (a +12 logit: p > 0.99)."""
+
+    def __init__(self, model, eos: int):
+        self.model, self.eos, self.calls = model, eos, 0
+
+    def __call__(self, **kwargs):
+        out = self.model(**kwargs)
+        self.calls += 1
+        if self.calls == 4:  # the prompt's forward gives token 1; the 3rd cached step gives token 4
+            out.logits[0, -1, self.eos] += 12.0
+        return out
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampling_pads_after_an_eos_and_gives_those_positions_log_prob_zero(tokenizer, policy, temperature):
+    queries, mask = encode_prompts(tokenizer, PROMPTS)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    gen = sample(EOSAtStep(policy, eos), queries, mask, max_new_tokens=10, temperature=temperature,
+                 eos_token_id=eos, pad_token_id=pad, generator=torch.Generator().manual_seed(0))
+    assert gen.responses[0, 3] == eos and (gen.responses[0, :3] != eos).all()
+    assert gen.responses[0, 4:].tolist() == [pad] * 6 and gen.logprobs[0, 4:].tolist() == [0.0] * 6
+    assert (gen.logprobs[0, :4] < 0).all()  # the EOS itself keeps its log-prob (near zero, not zero)
+    responses, response_mask = truncate_after_eos(gen.responses, eos, pad)
+    assert torch.equal(responses, gen.responses) and response_mask[0].tolist() == [1] * 4 + [0] * 6

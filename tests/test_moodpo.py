@@ -1,7 +1,10 @@
 """MOODPO: weights, the weight instruction, the weighted reward, hypervolume, params checks; one slow e2e run."""
 
+import csv
 import dataclasses
+import itertools
 import json
+import math
 import re
 
 import numpy as np
@@ -9,8 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, copy_repo, run, tiny_params, write_params
-from conftest import params_config
+from conftest import copy_repo, params_config, pipeline_copy, REPO, run, tiny_params, write_params
 from rlhfpipe.config import ParamError, load_section
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.moodpo.weights import (format_instruction, hypervolume, parse_instruction, responsiveness, round_to_units,
@@ -144,24 +146,46 @@ def test_invalid_weights_stop_the_stage_with_one_line(tmp_path):
         "error: params.yaml: moodpo_eval.grid[1]=[0.1, 0.8]: needs 3 weights, one per moodpo.objectives entry"]
 
 
+def inclusion_exclusion(points: list[list[float]], reference: list[float]) -> float:
+    """Volume of the union of the boxes [reference, point]: sum over subsets of (-1)^(|S|+1) * volume of
+    the box up to the subset's coordinate-wise minimum."""
+    total = 0.0
+    for size in range(1, len(points) + 1):
+        for subset in itertools.combinations(points, size):
+            corner = [min(p[k] for p in subset) for k in range(len(reference))]
+            total += (-1) ** (size + 1) * math.prod(max(c - r, 0.0) for c, r in zip(corner, reference))
+    return total
+
+
+def test_inclusion_exclusion_by_hand():
+    # two boxes of 2x1 and 1x2 from the origin overlap in 1x1: 2 + 2 - 1
+    assert inclusion_exclusion([[2.0, 1.0], [1.0, 2.0]], [0.0, 0.0]) == 3.0
+
+
 def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
 @pytest.mark.slow
-def test_moodpo_stages_through_dvc(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
-    params = tiny_params()
-    params["runtime"]["num_threads"] = 1
-    write_params(repo, params)
-    run(["dvc", "repro", "moodpo_eval"], cwd=repo)
+def test_moodpo_stages_through_dvc(tmp_path, pipeline):
+    repo = pipeline_copy(pipeline, tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     for path in ("models/moodpo_1/model.safetensors", "models/moodpo_2/model.safetensors",
                  "metrics/moodpo_pareto/moodpo.csv", "metrics/moodpo_pareto/sft.csv",
                  "metrics/train/moodpo_2/plots/metrics/train/loss.tsv"):
         assert (repo / path).is_file(), path
     metrics = json.loads((repo / "metrics/moodpo.json").read_text())
     assert set(metrics["moodpo"]["by_weights"]) == {"w8_1_1", "w1_8_1", "w1_1_8", "w4_3_3"}
-    assert isinstance(metrics["moodpo"]["hypervolume"], float) and isinstance(metrics["sft"]["hypervolume"], float)
+    # each policy's hypervolume, recomputed by inclusion-exclusion over its Pareto CSV's points (an independent
+    # oracle of the cell-counting code) against the objectives' reference point in params.yaml
+    reference = [o["hv_reference"] for o in params["moodpo"]["objectives"]]
+    for policy in ("moodpo", "sft"):
+        with (repo / f"metrics/moodpo_pareto/{policy}.csv").open() as f:
+            points = [[float(row[o["name"]]) for o in params["moodpo"]["objectives"]] for row in csv.DictReader(f)]
+        assert len(points) == 4
+        assert metrics[policy]["hypervolume"] == pytest.approx(inclusion_exclusion(points, reference), abs=1e-3)
+    assert metrics["hypervolume_gain_over_sft"] == pytest.approx(
+        metrics["moodpo"]["hypervolume"] - metrics["sft"]["hypervolume"], abs=2e-5)
     assert set(metrics["moodpo"]["responsiveness"]) == set(NAMES)
     assert json.loads((repo / "models/moodpo_2/moodpo_config.json").read_text())["iteration"] == 2
 

@@ -7,10 +7,11 @@ import pytest
 import yaml
 
 from conftest import copy_repo, run, stage, tiny_params, write_params
+from conftest import out_md5s, pipeline_copy
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "ppo", "grpo", "evaluate@sft",
+STAGES = ["corpus", "prepare", "base_model", "sft", "preferences", "reward", "ppo", "grpo", "evaluate@sft",
           "evaluate@ppo", "evaluate@grpo", "compare", "child_sft", "dialogue_ppo", "moodpo@1", "moodpo@2", "moodpo_eval"]
 
 
@@ -18,17 +19,10 @@ def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
-def out_md5s(repo) -> dict[str, str]:
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    return {f"{name}:{o['path']}": o["md5"] for name, s in lock["stages"].items() for o in s.get("outs", [])}
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    repo = copy_repo(tmp_path_factory.mktemp("e2e") / "repo")
-    write_params(repo, tiny_params())
-    proc = run(["dvc", "repro"], cwd=repo)
-    return repo, proc.stdout
+def built(pipeline, tmp_path_factory):
+    """A copy of the session's built pipeline: the tests below change its params."""
+    return pipeline_copy(pipeline, tmp_path_factory.mktemp("e2e") / "repo"), pipeline.output
 
 
 def test_repro_builds_every_output(built):
@@ -44,8 +38,24 @@ def test_repro_builds_every_output(built):
     for key in ("reward_mean", "win_rate_vs_sft", "empathy_ratio", "rouge_l", "kl_to_sft", "distinct_2"):
         assert isinstance(summary["ppo"][key], float), key
     assert summary["sft"]["kl_to_sft"] == 0.0 and summary["sft"]["win_rate_vs_sft"] == 0.5
+    for policy in ("ppo", "grpo"):  # the summary carries each evaluation's numbers, not a shortcut's
+        evaluated = json.loads((repo / f"metrics/eval/{policy}.json").read_text())
+        assert {k: summary[policy][k] for k in evaluated if k in summary[policy]} == {
+            k: v for k, v in evaluated.items() if k in summary[policy]}
+    assert summary["ppo"]["kl_to_sft"] > 0  # PPO's two updates moved it off the SFT policy
+    assert json.loads((repo / "metrics/grpo.json").read_text())["steps"] == 2
+    assert (repo / "metrics/train/grpo/plots/metrics/train/reward.tsv").is_file()
+    # held-out accuracy by an independent count over the stored test pairs, scored by the saved reward model
+    from rlhfpipe.rewards.reward_model import RewardModel
+
     reward = json.loads((repo / "metrics/reward.json").read_text())
-    assert 0.0 <= reward["accuracy"] <= 1.0
+    rows = [json.loads(line) for line in (repo / "data/preferences/test.jsonl").read_text().splitlines()]
+    rm = RewardModel(repo / "models/reward")
+    prompts = [r["prompt"] for r in rows]
+    chosen = rm.score(prompts, [r["chosen"][0]["content"] for r in rows])
+    rejected = rm.score(prompts, [r["rejected"][0]["content"] for r in rows])
+    wins = (chosen > rejected).float() + 0.5 * (chosen == rejected).float()
+    assert reward["test_pairs"] == len(rows) and reward["accuracy"] == pytest.approx(float(wins.mean()), abs=1e-4)
     assert not list(repo.rglob("*.pkl")) and not list((repo / "models").rglob("*.bin"))
     lock = (repo / "dvc.lock").read_text()
     assert str(repo) not in lock  # no absolute paths in tracked metadata
@@ -57,36 +67,22 @@ def test_second_repro_runs_nothing(built):
     assert stages_run(proc.stdout) == []
 
 
-def test_ppo_param_reruns_only_ppo_and_downstream(built):
+def test_ppo_param_reruns_only_ppo_and_downstream(built, pipeline):
     repo, _ = built
     proc = run(["dvc", "exp", "run", "-S", "ppo.kl_coef=0.2"], cwd=repo)
     ran = set(stages_run(proc.stdout))
     assert {"ppo", "evaluate@ppo", "compare"} <= ran
-    assert not ran & {"corpus", "prepare", "tokenizer", "sft", "preferences", "reward", "evaluate@sft", "grpo",
+    assert not ran & {"corpus", "prepare", "base_model", "sft", "preferences", "reward", "evaluate@sft", "grpo",
                       "evaluate@grpo"}
     shown = run(["dvc", "exp", "show", "--no-pager", "--md"], cwd=repo).stdout
     assert "ppo.kl_coef" in shown or "kl_coef" in shown
-    diff = run(["dvc", "metrics", "diff", "--md"], cwd=repo).stdout
-    assert "metrics/eval/ppo.json" in diff
-
-
-def test_grpo_param_reruns_only_grpo_and_downstream(built):
-    repo, _ = built
-    proc = run(["dvc", "exp", "run", "-S", "grpo.beta=0.1"], cwd=repo)
-    ran = set(stages_run(proc.stdout))
-    assert ran == {"grpo", "evaluate@grpo", "compare"}
-    grpo = json.loads((repo / "metrics/grpo.json").read_text())
-    assert grpo["steps"] == 2
-    assert (repo / "metrics/train/grpo/plots/metrics/train/reward.tsv").is_file()
-
-
-def test_reward_param_reruns_reward_and_downstream_only(built):
-    repo, _ = built
-    proc = run(["dvc", "exp", "run", "-S", "reward.margin=0.5"], cwd=repo)
-    ran = set(stages_run(proc.stdout))
-    assert {"reward", "ppo", "grpo", "evaluate@sft", "evaluate@ppo", "evaluate@grpo", "compare", "moodpo@1",
-            "moodpo@2", "moodpo_eval"} <= ran
-    assert not ran & {"corpus", "prepare", "tokenizer", "sft", "preferences", "child_sft", "dialogue_ppo"}
+    # the diff reports the experiment's numbers as its files hold them (the copy's git HEAD holds no metrics)
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], cwd=repo).stdout)["metrics/eval/ppo.json"]
+    before = json.loads((pipeline.repo / "metrics/eval/ppo.json").read_text())
+    after = json.loads((repo / "metrics/eval/ppo.json").read_text())
+    assert after["kl_to_sft"] != before["kl_to_sft"]
+    assert diff["kl_to_sft"]["new"] == after["kl_to_sft"]
+    assert diff["kl_to_sft"].get("old") in (None, before["kl_to_sft"])
 
 
 def test_bad_param_fails_with_one_line_and_keeps_outputs(built):
@@ -103,12 +99,8 @@ def test_bad_param_fails_with_one_line_and_keeps_outputs(built):
     assert (repo / "models/ppo/model.safetensors").read_bytes() == before
 
 
-def test_two_clean_runs_give_identical_hashes(built, tmp_path):
-    repo, _ = built
-    run(["git", "checkout", "--", "params.yaml"], cwd=repo)
-    write_params(repo, tiny_params())
-    run(["dvc", "repro"], cwd=repo)
+def test_two_clean_runs_give_identical_hashes(pipeline, tmp_path):
     other = copy_repo(tmp_path / "again")
     write_params(other, tiny_params())
     run(["dvc", "repro"], cwd=other)
-    assert out_md5s(repo) == out_md5s(other)
+    assert len(pipeline.md5s) >= len(STAGES) and out_md5s(other) == pipeline.md5s

@@ -24,6 +24,7 @@ from dvc_render.vega import VegaRenderer
 from PIL import Image
 
 from conftest import REPO, copy_repo, run
+from conftest import needs
 
 
 def _load_script(path):
@@ -145,8 +146,7 @@ def _vega_available() -> bool:
     return shutil.which("npm") is not None or any(render_plots.CACHE.glob("template-*.html"))
 
 
-needs_vega = pytest.mark.skipif(not _vega_available(), reason="npm not installed and no cached vega template "
-                                                                "(apt-get install -y npm)")
+needs_vega = needs(_vega_available(), "npm not installed and no cached vega template (apt-get install -y npm)")
 
 
 @pytest.mark.slow
@@ -170,7 +170,7 @@ def test_plots_page_names_every_declared_plot_and_needs_no_network(repo, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(render_plots.chromium() is None, reason="chromium not installed (apt-get install -y chromium)")
+@needs(render_plots.chromium() is not None, "chromium not installed (apt-get install -y chromium)")
 @needs_vega
 def test_plots_diff_draws_every_chart_in_headless_chromium(repo, tmp_path):
     png = tmp_path / "plots.png"

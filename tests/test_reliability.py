@@ -30,7 +30,13 @@ def stage_spec(name: str) -> tuple[str, list[str], list[str]]:
     """(script, arguments, output paths) of stage ``name`` (``evaluate@ppo`` for a foreach item)."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     base, _, item = name.partition("@")
-    spec = json.loads(json.dumps(stages[base]["do"] if item else stages[base]).replace("${item}", item))
+    text = json.dumps(stages[base]["do"] if item else stages[base])
+    foreach = stages[base].get("foreach")
+    if isinstance(foreach, dict):  # moodpo@1: ${key} is the name, ${item} its value
+        text = text.replace("${key}", item)
+        item = foreach[item]
+    text = text.replace("${moodpo.prompts}", tiny_params()["moodpo"]["prompts"])
+    spec = json.loads(text.replace("${item}", item))
     words = spec["cmd"].split()
     start = next(i for i, w in enumerate(words) if w.startswith("stages/"))
     outs = [next(iter(o)) if isinstance(o, dict) else o for kind in ("outs", "metrics", "plots")
@@ -96,17 +102,12 @@ def tiny_pretrained(path: Path, *, pickle_only: bool) -> dict:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    """A tiny project with good upstream outputs: corpus, prepared data, tokenizer and an (untrained) SFT model."""
-    from rlhfpipe.config import ModelConfig
-    from rlhfpipe.models.loading import build_causal_lm, load_tokenizer, save_model
-
+    """A tiny project with good upstream outputs: corpus, prepared data, base model and an (untrained) SFT model."""
     root = tmp_path_factory.mktemp("base")
     write_params(root, tiny_params())
-    for name in ("corpus", "prepare", "tokenizer"):
+    for name in ("corpus", "prepare", "base_model"):
         assert run_inline(name, root) == 0, name
-    tokenizer = load_tokenizer(root / "models/tokenizer")
-    cfg = ModelConfig(**tiny_params()["model"])
-    save_model(build_causal_lm(cfg, tokenizer), tokenizer, root / "models/sft")
+    shutil.copytree(root / "models/base", root / "models/sft")
     return root
 
 
@@ -208,7 +209,7 @@ BAD_INPUTS = {
     "val_fraction": ("prepare", params(data={"val_fraction": 0.7}), "params.yaml: data.val_fraction=0.7: must be in (0, 0.5)"),
     "corpus_not_a_number": ("corpus", params(corpus={"n_dialogues": "many"}),
                             "params.yaml: corpus.n_dialogues='many': must be an integer"),
-    "vocab_size": ("tokenizer", params(tokenizer={"vocab_size": 10}), "params.yaml: tokenizer.vocab_size=10"),
+    "vocab_size": ("base_model", params(tokenizer={"vocab_size": 10}), "params.yaml: tokenizer.vocab_size=10"),
     "infinite_learning_rate": ("sft", params(sft={"learning_rate": float("inf")}),
                                "params.yaml: sft.learning_rate=inf: must be a finite number"),
     "dtype": ("sft", params(model={"dtype": "float16"}), "params.yaml: model.dtype='float16': must be float32 or bfloat16"),
@@ -222,7 +223,7 @@ BAD_INPUTS = {
     "misspelt_key": ("ppo", params(ppo={"kl_coeff": 0.1}), "params.yaml: ppo.kl_coeff=0.1: unknown key"),
     "num_prompts": ("evaluate@sft", params(evaluate={"num_prompts": 0}), "params.yaml: evaluate.num_prompts=0"),
     # models and upstream outputs
-    "hub_id_offline": ("sft", params(model={"name_or_path": "someone/not-cached-model"}),
+    "hub_id_offline": ("base_model", params(model={"name_or_path": "someone/not-cached-model"}),
                        "params.yaml: model.name_or_path='someone/not-cached-model': not a local path, and HF_HUB_OFFLINE=1"),
     "generator_missing": ("preferences", params(preferences={"generator": "./no/such/model"}),
                           "params.yaml: preferences.generator='./no/such/model': no such directory"),
@@ -234,6 +235,14 @@ BAD_INPUTS = {
     "reward_model_missing": ("ppo", lambda root: None, "models/reward: no such directory"),
     "policy_missing": ("evaluate@ppo", lambda root: None, "models/ppo: no such directory"),
     "sft_model_missing": ("preferences", remove("models/sft"), "models/sft: no such directory"),
+    "grpo_reward_model_missing": ("grpo", lambda root: None, "models/reward: not a reward model directory (no config.json)"),
+    "compare_without_evaluations": ("compare", lambda root: None, "metrics/eval: no evaluation metrics"),
+    "child_sft_batch_size": ("child_sft", params(dialogue={"child_sft": {"batch_size": 0}}),
+                             "params.yaml: dialogue.child_sft.batch_size=0"),
+    "child_model_missing": ("dialogue_ppo", lambda root: None, "models/child_sft: no such directory"),
+    "moodpo_reward_model_missing": ("moodpo@1", lambda root: None,
+                                    "models/reward: not a reward model directory (no config.json)"),
+    "moodpo_policy_missing": ("moodpo_eval", lambda root: None, "models/moodpo_2: no such directory"),
 }
 
 
@@ -265,10 +274,10 @@ def test_bad_inputs_cover_every_stage_and_both_output_checks(base):
     """At least 20 cases over every stage; some stages have previous good outputs that must be kept."""
     assert len(BAD_INPUTS) >= 20
     stages = {stage for stage, _, _ in BAD_INPUTS.values()}
-    assert {s.partition("@")[0] for s in stages} == {"corpus", "prepare", "tokenizer", "sft", "preferences", "reward",
-                                                      "ppo", "evaluate"}
+    declared = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    assert len(declared) >= 14 and {s.partition("@")[0] for s in stages} == declared
     existing = {s for s in stages if all((base / out).exists() for out in stage_spec(s)[2] if not out.startswith("metrics/"))}
-    assert {"prepare", "tokenizer", "sft"} <= existing and {"preferences", "reward", "ppo"}.isdisjoint(existing)
+    assert {"prepare", "base_model", "sft"} <= existing and {"preferences", "reward", "ppo"}.isdisjoint(existing)
 
 
 @pytest.mark.parametrize("section, values, key", [
@@ -294,10 +303,10 @@ def test_pickle_only_model_is_refused_unless_allowed(project, capfd):
     tiny_pretrained(project / "pickled", pickle_only=True)
     local = str(project / "pickled")
     set_params(project, model={"name_or_path": local})
-    outs = stage_spec("sft")[2]
+    outs = stage_spec("base_model")[2]
     before = snapshot(project, outs)
     capfd.readouterr()
-    assert run_inline("sft", project) == 2
+    assert run_inline("base_model", project) == 2
     assert_one_error_line(capfd.readouterr().err, f"params.yaml: model.name_or_path={local!r}: only pickle weights "
                                                   "(pytorch_model.bin), which can run code when loaded")
     assert snapshot(project, outs) == before
@@ -431,39 +440,46 @@ def trainer_checkpoint(repo: Path, stage: str, min_step: int):
 
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory):
-    """A tiny pipeline killed during sft (after a checkpoint, 4 of 11 steps) and during ppo (after 1 of 2
-    updates), then run to the end with dvc repro."""
+    """A tiny pipeline killed in turn during ``dvc repro sft`` (after a checkpoint, 4 of 11 steps), ``dvc repro
+    reward``, ``dvc repro ppo`` (after 1 of 2 updates) and ``dvc repro grpo``, then finished with ``dvc repro ppo
+    grpo``: each killed stage's log, and the outputs recorded after each kill."""
     root = tmp_path_factory.mktemp("killed")
     repo = copy_repo(root / "repo")
     write_params(repo, tiny_params())
-    repro_until(repo, trainer_checkpoint(repo, "sft", 4), root / "first.log")
-    after_sft_kill = lock_outs(repo)
-    second = repro_until(repo, lambda: (repo / "checkpoints/ppo/checkpoint/state.json").is_file(), root / "second.log")
-    after_ppo_kill = lock_outs(repo)
-    third = run(["dvc", "repro"], cwd=repo).stdout
-    return repo, after_sft_kill, after_ppo_kill, second, third
+    logs, kept = {}, {}
+    for name, ready in (("sft", trainer_checkpoint(repo, "sft", 4)), ("reward", trainer_checkpoint(repo, "reward", 1)),
+                        ("ppo", lambda: (repo / "checkpoints/ppo/checkpoint/state.json").is_file()),
+                        ("grpo", trainer_checkpoint(repo, "grpo", 1))):
+        logs[name] = repro_until(repo, ready, root / f"{name}.log", name)
+        kept[name] = lock_outs(repo)
+    logs["end"] = run(["dvc", "repro", "ppo", "grpo"], cwd=repo).stdout
+    return repo, logs, kept
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_to_the_uninterrupted_result(resumed):
-    repo, after_sft_kill, after_ppo_kill, second, third = resumed
-    assert {s.split(":")[0] for s in after_sft_kill} == {"corpus", "prepare", "tokenizer"}
-    assert "sft: resuming from checkpoints/sft/checkpoint-" in second
-    assert "Running stage 'ppo'" in third and "Running stage 'sft'" not in third
+def test_killed_training_resumes_to_the_uninterrupted_result(resumed, pipeline):
+    repo, logs, kept = resumed
+    assert {s.split(":")[0] for s in kept["sft"]} == {"corpus", "prepare", "base_model"}
+    # each killed stage resumed from its checkpoint on the next repro, none restarted from scratch
+    assert "sft: resuming from checkpoints/sft/checkpoint-" in logs["reward"]
+    assert "reward: resuming from checkpoints/reward/checkpoint-" in logs["ppo"]
+    assert "grpo: resuming from checkpoints/grpo/checkpoint-" in logs["end"]
+    assert "ppo: resuming at update 1 of 2" in logs["end"]
+    assert "Running stage 'sft'" not in logs["end"] and "Running stage 'reward'" not in logs["end"]
     final = lock_outs(repo)
     # upstream outputs keep the md5 they had when the stage downstream of them was killed
-    assert {k: final[k] for k in after_sft_kill} == after_sft_kill
-    assert {k: final[k] for k in after_ppo_kill} == after_ppo_kill
-    assert not (repo / "checkpoints/sft").exists() and not (repo / "checkpoints/ppo").exists()
-    # the uninterrupted runs of the two killed stages give the very same outputs (weights, curves, metrics)
-    clean = run(["dvc", "repro", "--force", "--single-item", "sft", "ppo"], cwd=repo).stdout
-    assert "Running stage 'sft'" in clean and "Running stage 'ppo'" in clean
-    assert lock_outs(repo) == final
+    for outs in kept.values():
+        assert {k: final[k] for k in outs} == outs
+    assert not list((repo / "checkpoints").glob("*/*"))
+    # the session's uninterrupted build gave the very same outputs (weights, curves, metrics)
+    assert {"sft:models/sft", "reward:models/reward", "ppo:models/ppo", "ppo:metrics/train/ppo",
+            "grpo:models/grpo", "grpo:metrics/train/grpo"} <= set(final)
+    assert final == {k: pipeline.md5s[k] for k in final}
 
 
 @pytest.mark.slow
-def test_outputs_hold_no_absolute_paths(resumed):
-    repo = resumed[0]
+def test_outputs_hold_no_absolute_paths(pipeline):
+    repo = pipeline.repo
     needles = {str(repo).encode(), str(repo.resolve()).encode()}
     if len(Path.home().parts) > 1:
         needles.add(str(Path.home()).encode())

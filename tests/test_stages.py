@@ -44,11 +44,13 @@ def test_unknown_source_names_the_key(project):
 
 
 def test_corpus_and_prepare_are_deterministic_and_split_by_dialogue(project):
+    runs = []
     for _ in range(2):
         assert stage("corpus", "data/corpus/corpus.jsonl", cwd=project).returncode == 0
-        first = (project / "data/corpus/corpus.jsonl").read_bytes()
-    assert stage("prepare", "data/prepared", "metrics/data.json", cwd=project).returncode == 0
-    assert (project / "data/corpus/corpus.jsonl").read_bytes() == first
+        runs.append((project / "data/corpus/corpus.jsonl").read_bytes())
+        assert stage("prepare", "data/prepared", "metrics/data.json", cwd=project).returncode == 0
+        runs.append(b"".join((project / f"data/prepared/sft_{s}.jsonl").read_bytes() for s in ("train", "val", "test")))
+    assert runs[0] == runs[2] and runs[1] == runs[3]  # two independent runs, byte for byte
     groups = {}
     for split in ("train", "val", "test"):
         for line in (project / f"data/prepared/sft_{split}.jsonl").read_text().splitlines():
@@ -70,7 +72,7 @@ def test_default_corpus_is_large_and_varied():
 
 
 @pytest.mark.slow
-def test_local_pretrained_model_with_lora_through_tokenizer_and_sft(project):
+def test_local_pretrained_model_with_lora_through_base_model_and_sft(project):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     assert stage("corpus", "data/corpus/corpus.jsonl", cwd=project).returncode == 0
@@ -88,8 +90,8 @@ def test_local_pretrained_model_with_lora_through_tokenizer_and_sft(project):
     set_params(project, "model", name_or_path=str(local))
     set_params(project, "sft", epochs=0.2, lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0,
                                                  "target_modules": ["q_proj", "v_proj"]})
-    assert stage("tokenizer", "data/prepared", "models/tokenizer", cwd=project).returncode == 0
-    proc = stage("sft", "data/prepared", "models/tokenizer", "models/sft", "metrics/sft.json", "metrics/train/sft",
+    assert stage("base_model", "data/prepared", "models/base", cwd=project).returncode == 0
+    proc = stage("sft", "data/prepared", "models/base", "models/sft", "metrics/sft.json", "metrics/train/sft",
                  cwd=project)
     assert proc.returncode == 0, proc.stderr[-2000:]
     saved = json.loads((project / "models/sft/config.json").read_text())
@@ -100,10 +102,10 @@ def test_local_pretrained_model_with_lora_through_tokenizer_and_sft(project):
 
 def test_hub_id_offline_fails_with_one_line(project, monkeypatch):
     set_params(project, "model", name_or_path="someone/not-cached-model")
-    proc = stage("tokenizer", "data/prepared", "models/tokenizer", cwd=project)
+    proc = stage("base_model", "data/prepared", "models/base", cwd=project)
     assert proc.returncode == 2
     assert "HF_HUB_OFFLINE=1" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert not (project / "models/tokenizer").exists()
+    assert not (project / "models/base").exists()
 
 
 def test_readme_names_the_two_commands():

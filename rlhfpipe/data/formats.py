@@ -5,7 +5,7 @@
 with ``<file>:<line>`` (or ``<name>: record <i>``) and the offending key on bad input; it never
 guesses. Records skipped on purpose are counted in ``Records.dropped``.
 
-``path`` is a local file (.jsonl/.json/.csv, optionally .gz), a local directory (saved with
+``path`` is a local file (.jsonl/.json/.csv, optionally .gz, or .parquet), a local directory (saved with
 ``Dataset.save_to_disk``, or of data files) or, for tabular/JSON formats, a hub dataset id.
 """
 
@@ -16,6 +16,7 @@ from typing import Callable
 
 from rlhfpipe.config import DataConfig
 from rlhfpipe.data.readers.base import iter_jsonl, load_rows, require
+from rlhfpipe.data.readers.chat import read_messages, read_sharegpt
 from rlhfpipe.data.readers.dialogue import (
     read_context_response, read_counsel_chat, read_empathetic_dialogues, read_esconv, read_esconv_jsonl,
     read_human_assistant, read_mesc_csv, read_multimood,
@@ -44,6 +45,8 @@ READERS: dict[str, Callable[[Path, DataConfig], Records]] = {
     "prompt_csv": read_prompt_csv,
     "trl_prompt": read_trl_prompt,
     "switchboard": read_switchboard,
+    "messages": read_messages,
+    "sharegpt": read_sharegpt,
 }
 
 

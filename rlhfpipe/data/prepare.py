@@ -28,12 +28,19 @@ def assign_split(group_id: str, native: str | None, cfg: DataConfig) -> str:
 
 
 def sft_examples(dialogue: Dialogue, cfg: DataConfig) -> list[dict]:
-    """One example per assistant turn that answers a user turn: recent history -> that response."""
+    """One example per assistant turn that answers a user turn: recent history -> that response.
+
+    A leading system message is kept when the history is cut. Turns before ``meta["completion_start"]``
+    (prompt-completion data) are context only.
+    """
     out = []
+    first = dialogue.meta.get("completion_start", 0)
     for i, turn in enumerate(dialogue.turns):
-        if turn.role != "assistant" or i == 0 or dialogue.turns[i - 1].role != "user" or not turn.content:
+        if turn.role != "assistant" or i == 0 or i < first or dialogue.turns[i - 1].role != "user" or not turn.content:
             continue
         context = context_window(dialogue.turns, i, cfg.max_history_messages + 1)
+        if dialogue.turns[0].role == "system" and context[0] is not dialogue.turns[0]:
+            context = [dialogue.turns[0], *context]
         prompt = [{"role": t.role, "content": t.content} for t in context]
         target = turn.content
         if cfg.structured_target:

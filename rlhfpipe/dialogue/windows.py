@@ -22,6 +22,7 @@ from rlhfpipe.io import read_jsonl
 from rlhfpipe.models.generation import decode, encode_prompts, generate_texts, sample
 from rlhfpipe.models.loading import load_causal_lm, load_tokenizer
 from rlhfpipe.rewards.cohesion import INDEX_KEYS, cohesion_indices, cohesion_rewards, tokenize
+from rlhfpipe.models.stop_tokens import stop_token_ids
 
 CHILD_ROLE = "user"
 """the speaker the child plays; the teacher plays the other one"""
@@ -107,7 +108,7 @@ class Teacher:
         input_ids, attention_mask = encode_prompts(self.tokenizer, [as_prompt(w) for w in windows])
         device = next(self.model.parameters()).device
         gen = sample(self.model, input_ids.to(device), attention_mask.to(device), max_new_tokens=self.max_new_tokens,
-                     temperature=self.temperature, eos_token_id=self.tokenizer.eos_token_id,
+                     temperature=self.temperature, eos_token_id=stop_token_ids(self.tokenizer, self.model),
                      pad_token_id=self.tokenizer.pad_token_id,
                      generator=torch.Generator(device=device).manual_seed(content_seed(self.seed, windows)))
         return decode(self.tokenizer, gen.responses)
@@ -116,17 +117,20 @@ class Teacher:
 class DialogueReward:
     """The registry's ``combine`` interface, for train_ppo: the teacher answers each child turn, then
     ``cohesion`` scores the window [context..., child turn, teacher turn] and every other term the child's
-    turn alone (as in the plain PPO stage). A window whose child turn is empty has cohesion 0 (``has_words``)."""
+    turn alone (as in the plain PPO stage). A window whose child turn is empty has cohesion 0 (``has_words``);
+    with a ``guard`` (rlhfpipe.rewards.turn_guard.TurnGuard), cohesion is also scaled by the guard's factor of
+    the child's turn, so shorter or looping turns do not pay."""
 
-    def __init__(self, teacher: Teacher, registry):
-        self.teacher, self.registry = teacher, registry
+    def __init__(self, teacher: Teacher, registry, guard=None):
+        self.teacher, self.registry, self.guard = teacher, registry, guard
 
     def combine(self, terms: list[RewardTerm], prompts: list[list[dict]], responses: list[str]
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         windows = [[m["content"] for m in p] + [r] for p, r in zip(prompts, responses)]
         replies = self.teacher.reply(windows)
+        guard = self.guard(responses) if self.guard is not None else torch.ones(len(responses))
         components = {t.name: (self.registry.score(t.name, [as_prompt(w) for w in windows], replies)
-                               * has_words(responses)
+                               * has_words(responses) * guard
                                if t.name == "cohesion" else self.registry.score(t.name, prompts, responses))
                       for t in terms}
         return sum(t.weight * components[t.name] for t in terms), components

@@ -64,13 +64,15 @@ def sample(
     *,
     max_new_tokens: int,
     temperature: float,
-    eos_token_id: int,
+    eos_token_id: int | list[int],
     pad_token_id: int,
     generator: torch.Generator | None = None,
 ) -> Generation:
-    """Sample up to ``max_new_tokens`` per row; ``temperature == 0`` means greedy."""
+    """Sample up to ``max_new_tokens`` per row; ``temperature == 0`` means greedy. A row finishes at the first
+    of the ``eos_token_id`` ids (one id, or every end-of-turn id: see stop_tokens.stop_token_ids)."""
     batch = input_ids.shape[0]
     device = input_ids.device
+    stops = torch.as_tensor(eos_token_id, device=device).reshape(-1)
     responses = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -91,7 +93,7 @@ def sample(
         token = torch.where(finished, torch.full_like(token, pad_token_id), token)
         responses[:, t] = token
         logprobs[:, t] = torch.where(finished, torch.zeros_like(token_logp), token_logp)
-        finished |= token == eos_token_id
+        finished |= torch.isin(token, stops)
         if bool(finished.all()) or t == max_new_tokens - 1:
             break
         mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
@@ -113,14 +115,18 @@ def generate_texts(
     seed: int, progress=None,
 ) -> list[str]:
     """Responses to ``prompts`` in order; the same seed and batch size give the same texts."""
-    generator = torch.Generator().manual_seed(seed)
+    from rlhfpipe import devices
+    from rlhfpipe.models.stop_tokens import stop_token_ids
+
+    device = devices.model_device(model)
+    generator = devices.generator(seed, device)
     texts: list[str] = []
     model.eval()
     for start in range(0, len(prompts), batch_size):
         input_ids, attention_mask = encode_prompts(tokenizer, prompts[start:start + batch_size])
         gen = sample(
-            model, input_ids, attention_mask, max_new_tokens=max_new_tokens, temperature=temperature,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, generator=generator,
+            model, input_ids.to(device), attention_mask.to(device), max_new_tokens=max_new_tokens, temperature=temperature,
+            eos_token_id=stop_token_ids(tokenizer, model), pad_token_id=tokenizer.pad_token_id, generator=generator,
         )
         texts += decode(tokenizer, gen.responses)
         if progress is not None:

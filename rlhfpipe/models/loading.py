@@ -65,7 +65,11 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 def adapt_pretrained_tokenizer(name_or_path: str, trust_remote_code: bool) -> PreTrainedTokenizerFast:
     """Load a pretrained tokenizer; add a dedicated pad token and a chat template if it lacks them."""
-    tok = load_tokenizer(name_or_path, key="model.name_or_path", trust_remote_code=trust_remote_code)
+    return adapt_tokenizer(load_tokenizer(name_or_path, key="model.name_or_path", trust_remote_code=trust_remote_code))
+
+
+def adapt_tokenizer(tok: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
+    """Give a pretrained tokenizer a dedicated pad token and a chat template if it lacks them (in place)."""
     if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
         # A pad equal to EOS would mask the real EOS out of the loss and of PPO's truncation.
         tok.add_special_tokens({"pad_token": PAD})
@@ -73,8 +77,22 @@ def adapt_pretrained_tokenizer(name_or_path: str, trust_remote_code: bool) -> Pr
         if tok.bos_token is None:
             tok.add_special_tokens({"bos_token": BOS})
         tok.chat_template = CHAT_TEMPLATE
+    tok.chat_template = pin_template_date(tok.chat_template)
     tok.padding_side = "left"
     return tok
+
+
+# The date Llama 3.1's template falls back to; any fixed date keeps prompts (hence every result) independent
+# of the day a stage runs.
+TEMPLATE_DATE = "26 Jul 2024"
+
+
+def pin_template_date(template: str) -> str:
+    """A chat template that calls ``strftime_now`` (Llama 3.2 stamps "Today Date" into every system prompt)
+    gets a macro of that name returning TEMPLATE_DATE, which shadows the renderer's clock."""
+    if not isinstance(template, str) or "strftime_now" not in template:
+        return template
+    return "{%- macro strftime_now(format) -%}" + TEMPLATE_DATE + "{%- endmacro -%}" + template
 
 
 def load_tokenizer(path: str | Path, *, key: str | None = None, trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
@@ -192,13 +210,19 @@ def load_sequence_classifier(name_or_path: str, tokenizer, *, dtype: str = "floa
 
 
 def align_embeddings(model, tokenizer) -> None:
-    """Grow the embeddings when the tokenizer gained tokens (pad), and tell the model its special ids."""
+    """Grow the embeddings when the tokenizer gained tokens (pad), and tell the model its special ids. A list
+    of EOS ids (Llama 3's generation config ends at <|end_of_text|>, <|eom_id|> and <|eot_id|>) is kept, with
+    the tokenizer's EOS added to it."""
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
     for cfg in (model.config, getattr(model, "generation_config", None)):
         if cfg is not None:
             cfg.pad_token_id = tokenizer.pad_token_id
-            cfg.eos_token_id = tokenizer.eos_token_id
+            eos = getattr(cfg, "eos_token_id", None)
+            if isinstance(eos, list):
+                cfg.eos_token_id = eos + [tokenizer.eos_token_id] if tokenizer.eos_token_id not in eos else eos
+            else:
+                cfg.eos_token_id = tokenizer.eos_token_id
             cfg.bos_token_id = tokenizer.bos_token_id
 
 
@@ -213,10 +237,15 @@ def peft_config(lora: LoraConfig, task_type: str):
 
 def disable_dropout(model: torch.nn.Module) -> None:
     """Dropout off everywhere: PPO's ratio must be exactly 1 before the first update."""
+    keys = ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop")
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    for key in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        # attention layers copy the rate from the config at construction and pass it to the kernel
+        for key in keys:
+            if isinstance(getattr(module, key, None), float):
+                setattr(module, key, 0.0)
+    for key in keys:
         if hasattr(model.config, key):
             setattr(model.config, key, 0.0)
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from rlhfpipe.config import MoodpoEvalConfig, MoodpoObjective
+from rlhfpipe.evaluation.monitors import objective_spread
 from rlhfpipe.evaluation.policy import choose
 from rlhfpipe.models.generation import generate_texts
 from rlhfpipe.moodpo.weights import hypervolume, responsiveness, with_instruction
@@ -47,11 +48,14 @@ def evaluate_grid(policies: dict, tokenizer, registry, objectives: list[MoodpoOb
         scores = grid_scores(policy, tokenizer, registry, names, prompts, cfg)
         means = scores.mean(1)
         checks = responsiveness(grid, scores, names, seed=cfg.seed)
+        spread, score_std = objective_spread(scores)
         metrics[name] = {
             "hypervolume": round(hypervolume(means, reference), 5),
             "responds_to_every_weight": all(c["responds"] for c in checks.values()),
             "significant_for_every_weight": all(c["significant"] for c in checks.values()),
             "responsiveness": checks,
+            "spread": dict(zip(names, np.round(spread, 5).tolist())),
+            "score_std": dict(zip(names, np.round(score_std, 5).tolist())),
             "by_weights": {grid_key(w): dict(zip(names, np.round(m, 5).tolist())) for w, m in zip(cfg.grid, means)},
         }
         pareto[name] = [{"weights": grid_key(w), **dict(zip(names, np.round(m, 5).tolist()))}

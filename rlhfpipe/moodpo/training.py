@@ -93,6 +93,7 @@ def train_moodpo(cfg: MoodpoConfig, it: MoodpoIteration, name: str, start_dir: s
         seed=it.seed,
         data_seed=it.seed,
         bf16=False,
+        fp16=False,
         use_cpu=not torch.cuda.is_available(),
         report_to=trackers.hf_report_to(),
         # our order keeps a prompt's copies in one batch: contrasting weights on the same prompt is what

@@ -1,1 +1,1 @@
-"""Rewards: the registry PPO, GRPO and MOODPO optimise (reward model, empathy, cohesion, brevity)."""
+"""Rewards: the registry PPO, GRPO and MOODPO optimise (reward model, empathy, cohesion, brevity, summary, faithful)."""

@@ -39,21 +39,39 @@ def cohesion(prompts: list[list[dict]], responses: list[str], weights: CohesionW
     return torch.tensor(cohesion_rewards(windows, weights), dtype=torch.float32)
 
 
+def faithful(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
+    """Share of a summary's content words the dialogue in its prompt supports, in [0, 1] (summary task)."""
+    from rlhfpipe.rewards.summary import faithful_scores
+
+    return torch.tensor(faithful_scores(prompts, responses), dtype=torch.float32)
+
+
+def summary(prompts: list[list[dict]], responses: list[str], references: dict[str, list[str]]) -> torch.Tensor:
+    """Content-word F1 of a summary against its prompt's reference summary, in [0, 1] (summary task)."""
+    from rlhfpipe.rewards.summary import summary_scores
+
+    return torch.tensor(summary_scores(prompts, responses, references), dtype=torch.float32)
+
+
 class RewardRegistry:
-    """Resolves reward names; the reward model and the cohesion weights are injected, as a stage loads them."""
+    """Resolves reward names; the reward model, the cohesion weights and the reference summaries (prompt key ->
+    references, rlhfpipe.data.summary_prompt.summary_references) are injected, as a stage loads them."""
 
     def __init__(self, reward_model=None, normalize_reward_model: bool = True, batch_size: int = 64,
-                 cohesion_weights: CohesionWeights | None = None):
-        self.functions: dict[str, Callable] = {"brevity": brevity, "empathy": empathy}
+                 cohesion_weights: CohesionWeights | None = None, references: dict[str, list[str]] | None = None):
+        self.functions: dict[str, Callable] = {"brevity": brevity, "empathy": empathy, "faithful": faithful}
         if cohesion_weights is not None:
             self.functions["cohesion"] = lambda p, r: cohesion(p, r, cohesion_weights)
+        if references is not None:
+            self.functions["summary"] = lambda p, r: summary(p, r, references)
         if reward_model is not None:
             self.functions["reward_model"] = lambda p, r: reward_model.score(
                 p, r, batch_size=batch_size, normalize=normalize_reward_model)
 
     def score(self, name: str, prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
         if name not in self.functions:
-            raise PipelineError(f"reward {name!r} needs its model or weights; known here: {', '.join(sorted(self.functions))}")
+            raise PipelineError(f"reward {name!r} needs its model, weights or references; "
+                                f"known here: {', '.join(sorted(self.functions))}")
         return self.functions[name](prompts, responses).float()
 
     def combine(self, terms: list[RewardTerm], prompts: list[list[dict]], responses: list[str]

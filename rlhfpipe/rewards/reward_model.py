@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from rlhfpipe import devices
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.models.generation import pad_batch, position_ids_from_mask
 from rlhfpipe.models.loading import load_sequence_classifier, load_tokenizer
@@ -54,12 +55,14 @@ def encode_conversations(tokenizer, prompts: list[list[dict]], responses: list[s
 class RewardModel:
     """A trained reward model directory: weights, tokenizer and normalisation statistics."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, device: torch.device | None = None):
+        """``device``: where the model scores, the policy's in the stages that train or evaluate one."""
         path = Path(path)
         if not (path / "config.json").is_file():
             raise PipelineError(f"{path}: not a reward model directory (no config.json); run the reward stage first")
         self.tokenizer = load_tokenizer(path)
-        self.model = load_sequence_classifier(str(path), self.tokenizer).eval()
+        self.device = device or torch.device("cpu")
+        self.model = devices.place(load_sequence_classifier(str(path), self.tokenizer).eval(), self.device)
         stats_path = path / STATS_FILE
         stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {"mean": 0.0, "std": 1.0}
         self.mean, self.std = float(stats["mean"]), float(stats["std"])
@@ -74,6 +77,6 @@ class RewardModel:
         for start in range(0, len(prompts), batch_size):
             ids, mask = encode_conversations(self.tokenizer, prompts[start:start + batch_size],
                                              responses[start:start + batch_size])
-            out.append(sequence_scores(self.model, ids, mask))
+            out.append(sequence_scores(self.model, ids.to(self.device), mask.to(self.device)).cpu())
         scores = torch.cat(out) if out else torch.zeros(0)
         return (scores - self.mean) / self.std if normalize else scores

@@ -13,6 +13,7 @@ import torch
 from transformers import TrainerCallback
 
 from rlhfpipe import distributed
+from rlhfpipe.devices import trl_precision
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.training import trackers
 
@@ -85,7 +86,9 @@ def file_digest(path: Path) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for p in files:
         h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode())
-        h.update(p.read_bytes())
+        with p.open("rb") as f:  # in blocks: model files can be larger than the memory left
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -159,7 +162,7 @@ def refuse_zero3(trainer) -> None:
 
 
 def trainer_arguments(output_dir: Path, *, epochs: float, batch_size: int, learning_rate: float, warmup_ratio: float,
-                      weight_decay: float, seed: int, n_examples: int, save_every: float, bf16: bool,
+                      weight_decay: float, seed: int, n_examples: int, save_every: float, precision: str,
                       batch_key: str) -> dict:
     """Keyword arguments shared by TRL's SFTConfig and RewardConfig.
 
@@ -182,7 +185,7 @@ def trainer_arguments(output_dir: Path, *, epochs: float, batch_size: int, learn
         weight_decay=weight_decay,
         seed=seed,
         data_seed=seed,
-        bf16=bf16,
+        **trl_precision(precision),
         report_to=trackers.hf_report_to(),
         save_strategy="steps",
         save_steps=max(1, int(total_steps * save_every)),

@@ -13,6 +13,7 @@ import torch
 
 from rlhfpipe import distributed
 from rlhfpipe.config import GRPOConfig
+from rlhfpipe.devices import trl_precision
 from rlhfpipe.models.loading import disable_dropout, load_causal_lm, peft_config
 from rlhfpipe.training import trackers
 from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, refuse_zero3
@@ -34,8 +35,10 @@ def registry_reward_functions(registry, terms) -> list:
     return functions
 
 
-def train_grpo(cfg: GRPOConfig, sft_dir: str, tokenizer, prompts: list[list[dict]], registry, live, resume_key: str):
-    """Train and return (model, metrics); checkpoints in checkpoints/grpo are resumed when valid."""
+def train_grpo(cfg: GRPOConfig, sft_dir: str, tokenizer, prompts: list[list[dict]], registry, live, resume_key: str,
+               precision: str = "fp32"):
+    """Train and return (model, metrics); checkpoints in checkpoints/grpo are resumed when valid. ``precision``
+    bf16 is TRL's bf16 autocast over fp32 master weights."""
     from trl import GRPOConfig as TrlGRPOConfig
     from trl import GRPOTrainer
 
@@ -64,7 +67,7 @@ def train_grpo(cfg: GRPOConfig, sft_dir: str, tokenizer, prompts: list[list[dict
         reward_weights=[t.weight for t in cfg.rewards],
         disable_dropout=True,
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
+        **trl_precision(precision),
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to=trackers.hf_report_to(),

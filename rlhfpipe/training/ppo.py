@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from rlhfpipe import distributed
+from rlhfpipe import devices, distributed
 from rlhfpipe.config import ParamError, PPOConfig, as_dict
+from rlhfpipe.devices import autocast
+from rlhfpipe.errors import PipelineError
 from rlhfpipe.models.generation import decode, encode_prompts, position_ids_from_mask, sample
 from rlhfpipe.models.loading import disable_dropout, load_causal_lm, load_sequence_classifier, peft_config
+from rlhfpipe.models.stop_tokens import stop_token_ids
 from rlhfpipe.rewards.reward_model import token_values
 from rlhfpipe.training.ppo_math import (
     AdaptiveKLController,
@@ -81,17 +84,52 @@ def build_models(cfg: PPOConfig, policy_dir: str, value_dir: str, tokenizer, dev
         from peft import get_peft_model
 
         policy = get_peft_model(policy, peft_config(cfg.lora, "CAUSAL_LM"))
+        disable_dropout(policy)  # LoRA's own dropout too
     else:
         ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)
     if cfg.value_model == "head":
         value_model = ValueHead(policy.config.hidden_size)
     else:
         value_model = load_sequence_classifier(value_dir, tokenizer)
+        if cfg.normalize_rewards:
+            fold_normalisation(value_model, value_dir)
+        if cfg.lora.enabled:
+            value_model = with_lora(value_model, cfg)
         disable_dropout(value_model)
     for model in (policy, ref_policy, value_model):
         if model is not None:
-            model.to(device)
+            devices.place(model, device)
     return PPOModels(policy=policy, ref_policy=ref_policy, value_model=value_model, lora=cfg.lora.enabled)
+
+
+def fold_normalisation(value_model, reward_dir: str) -> None:
+    """Rescale the scalar head so the value model starts by predicting the normalised score PPO is trained on,
+    (r - mean) / std, rather than the raw reward: a head with a bias, w / std and -mean / std (a no-op without
+    stored statistics)."""
+    from rlhfpipe.rewards.reward_model import STATS_FILE
+
+    stats_path = Path(reward_dir) / STATS_FILE
+    if not stats_path.is_file():
+        return
+    stats = json.loads(stats_path.read_text())
+    mean, std = float(stats["mean"]), float(stats["std"])
+    old = value_model.score
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True, dtype=old.weight.dtype)
+    with torch.no_grad():
+        head.weight.copy_(old.weight / std)
+        head.bias.copy_((old.bias if old.bias is not None else torch.zeros_like(head.bias)) / std - mean / std)
+    value_model.score = head
+
+
+def with_lora(value_model, cfg: PPOConfig):
+    """The value model with LoRA adapters on ``ppo.lora``'s modules and a trainable head; the backbone is frozen.
+
+    Returns the model itself (adapters injected in place), so the per-token value read stays one code path.
+    """
+    from peft import get_peft_model
+
+    peft_model = get_peft_model(value_model, peft_config(cfg.lora, "SEQ_CLS"))
+    return peft_model.base_model.model
 
 
 @dataclass
@@ -103,18 +141,46 @@ class RunState:
 
 def forward_policy(models: PPOModels, input_ids, attention_mask, context_length: int, temperature: float,
                    use_reference: bool = False, want_hidden: bool = False):
-    """Logits for the response positions: the token at t is predicted from position context_length - 1 + t."""
+    """Logits for the response positions: the token at t is predicted from position context_length - 1 + t.
+
+    The LM head runs on those T positions only (``logits_to_keep``): with a 50k-128k vocabulary, logits over
+    the prompt positions would dominate the memory of every forward.
+    """
     model = models.ref_policy if use_reference and models.ref_policy is not None else models.policy
     kwargs = dict(input_ids=input_ids, attention_mask=attention_mask,
-                  position_ids=position_ids_from_mask(attention_mask), output_hidden_states=want_hidden)
+                  position_ids=position_ids_from_mask(attention_mask), output_hidden_states=want_hidden,
+                  logits_to_keep=input_ids.shape[1] - context_length + 1)
     if use_reference and models.lora:
         with models.policy.disable_adapter():
             out = models.policy(**kwargs)
     else:
         out = model(**kwargs)
-    logits = response_positions(out.logits, context_length)  # (B, T, V)
+    logits = out.logits[:, :-1]  # (B, T, V): the head ran on the last T + 1 positions only
     hidden = response_positions(out.hidden_states[-1], context_length) if want_hidden else None
     return logits, hidden
+
+
+@torch.no_grad()
+def rollout_scores(models: PPOModels, input_ids, attention_mask, responses, context_length: int, temperature: float,
+                   chunk: int, with_policy: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(B, T) reference log-probs, values and (``with_policy``) the policy's log-probs of a rollout, ``chunk``
+    rows per forward, so the no-grad forwards never hold more activations than one training micro-batch does."""
+    ref_logprobs, values, logprobs = [], [], []
+    value_head = isinstance(models.value_model, ValueHead)
+    for start in range(0, input_ids.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        ids, att = input_ids[rows], attention_mask[rows]
+        ref_logits, _ = forward_policy(models, ids, att, context_length, temperature, use_reference=True)
+        ref_logprobs.append(logprobs_from_logits(ref_logits, responses[rows], temperature))
+        del ref_logits
+        hidden = None
+        if value_head or with_policy:
+            logits, hidden = forward_policy(models, ids, att, context_length, temperature, want_hidden=value_head)
+            if with_policy:
+                logprobs.append(logprobs_from_logits(logits, responses[rows], temperature))
+            del logits
+        values.append(response_values(models, ids, att, context_length, hidden))
+    return torch.cat(ref_logprobs), torch.cat(values), torch.cat(logprobs) if with_policy else None
 
 
 def response_values(models: PPOModels, input_ids, attention_mask, context_length: int, hidden=None):
@@ -140,6 +206,20 @@ def lr_lambda(schedule: str, total: int, warmup: int):
 # --------------------------------------------------------------------------------------------------
 # Checkpoints: tensors in safetensors, everything else in JSON (no pickle anywhere).
 # --------------------------------------------------------------------------------------------------
+def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters the optimizer updates, by name; a tied weight is listed once (named_parameters dedups)."""
+    return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model: torch.nn.Module, path: Path) -> None:
+    """Load what trainable_tensors saved; the names must be exactly the model's trainable ones."""
+    tensors = load_file(path)
+    expected = {name for name, p in model.named_parameters() if p.requires_grad}
+    if set(tensors) != expected:
+        raise PipelineError(f"{path}: holds other tensors than this model trains; delete the checkpoint folder")
+    model.load_state_dict(tensors, strict=False)
+
+
 def generator_key(rank: int) -> str:
     # rank 0 keeps the one-process name, so a one-process checkpoint is laid out as before
     return "generator" if rank == 0 else f"generator.{rank}"
@@ -150,9 +230,9 @@ def save_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
     """Called by the main process; ``generator_states`` holds every process's sampling generator, in rank order."""
     tmp = directory / "checkpoint.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    # save_model/load_model handle tied embeddings (one storage under two names)
-    save_model(models.policy, str(tmp / "policy.safetensors"))
-    save_model(models.value_model, str(tmp / "value.safetensors"))
+    # trainable tensors only: the frozen base (under LoRA) is rebuilt from the stage's inputs on resume
+    save_file(trainable_tensors(models.policy), tmp / "policy.safetensors")
+    save_file(trainable_tensors(models.value_model), tmp / "value.safetensors")
     opt = optimizer.state_dict()
     tensors = {f"{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
     for r, generator_state in enumerate(generator_states):
@@ -188,8 +268,8 @@ def load_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
     if written_by != world:  # each process resumes its own sampling generator
         print(f"ppo: not resuming {ckpt}: it was written by {written_by} processes, this run has {world}")
         return None
-    load_model(models.policy, str(ckpt / "policy.safetensors"))
-    load_model(models.value_model, str(ckpt / "value.safetensors"))
+    load_trainable(models.policy, ckpt / "policy.safetensors")
+    load_trainable(models.value_model, ckpt / "value.safetensors")
     tensors = load_file(ckpt / "optimizer.safetensors")
     generator.set_state(tensors[generator_key(distributed.rank())])
     for r in range(world):
@@ -208,13 +288,14 @@ def load_checkpoint(directory: Path, models: PPOModels, optimizer, scheduler, ge
 # The loop
 # --------------------------------------------------------------------------------------------------
 def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[dict]], registry, live,
-              checkpoint_directory: Path) -> RunState:
+              checkpoint_directory: Path, precision: str = "fp32") -> RunState:
     """Run ``cfg.num_updates`` PPO updates; resumes from ``checkpoint_directory`` when it holds a checkpoint.
+    ``precision`` (runtime.precision) bf16 runs every forward under bf16 autocast.
 
     With several processes each one rolls out and trains on its slice of every rollout (batch sizes are global):
     gradients are averaged, advantages whitened and logged means taken over all of them.
     """
-    eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    eos_id, pad_id = stop_token_ids(tokenizer, models.policy), tokenizer.pad_token_id
     world, rank = distributed.world_size(), distributed.rank()
     if cfg.micro_batch_size % world:
         raise ParamError("ppo.batch_size", cfg.batch_size, f"its micro-batch (batch_size / mini_batches / grad_accum "
@@ -228,7 +309,7 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
               else FixedKLController(cfg.kl_coef))
     # rank 0 samples as a single process does; the offset keeps other ranks off the prompt-order seed (seed + 1)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003 * rank)
+    generator = devices.generator(cfg.seed + 1_000_003 * rank, device)
     state = load_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator) or RunState(kl_coef=kl_ctl.value)
     kl_ctl.value = state.kl_coef
     if state.update:
@@ -254,8 +335,9 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
         queries, query_mask = encode_prompts(tokenizer, batch_prompts)
         queries, query_mask = queries.to(device), query_mask.to(device)
         context_length = queries.shape[1]
-        gen = sample(models.policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens,
-                     temperature=cfg.temperature, eos_token_id=eos_id, pad_token_id=pad_id, generator=generator)
+        with autocast(precision, device):
+            gen = sample(models.policy, queries, query_mask, max_new_tokens=cfg.max_new_tokens,
+                         temperature=cfg.temperature, eos_token_id=eos_id, pad_token_id=pad_id, generator=generator)
         # 2. truncate after the first EOS; the mask keeps the EOS itself. Columns past the longest response
         # hold only padding: dropping them saves every later forward and backward their cost.
         responses, mask = truncate_after_eos(gen.responses, eos_id, pad_id)
@@ -266,20 +348,20 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
         attention_mask = torch.cat([query_mask, mask], dim=1)
         texts = decode(tokenizer, responses)
         with torch.no_grad():
-            # 3. reference log-probs at the rollout temperature, values of the rollout states
-            ref_logits, _ = forward_policy(models, input_ids, attention_mask, context_length, cfg.temperature,
-                                           use_reference=True)
-            ref_logprobs = logprobs_from_logits(ref_logits, responses, cfg.temperature) * mask
-            del ref_logits
-            hidden = None
-            if isinstance(models.value_model, ValueHead):
-                _, hidden = forward_policy(models, input_ids, attention_mask, context_length, cfg.temperature,
-                                           want_hidden=True)
-            values = response_values(models, input_ids, attention_mask, context_length, hidden) * mask
+            # 3. reference log-probs at the rollout temperature, values of the rollout states. Under bf16 the
+            # sampler's cached one-token forwards round differently from the full forward of the update, so the
+            # old log-probs are recomputed by that forward: the first ratio is then 1, as in fp32.
+            with autocast(precision, device):
+                ref_logprobs, values, recomputed = rollout_scores(
+                    models, input_ids, attention_mask, responses, context_length, cfg.temperature, micro_batch_size,
+                    with_policy=precision != "fp32")
+            ref_logprobs, values = ref_logprobs * mask, values * mask
+            if recomputed is not None:
+                logprobs = recomputed * mask
             # 4. scores: weighted registry rewards, missing-EOS penalty, clipping
             scores, components = registry.combine(cfg.rewards, batch_prompts, texts)
             scores = scores.to(device)
-            has_eos = (responses == eos_id).any(dim=1)
+            has_eos = torch.isin(responses, torch.tensor(eos_id, device=device)).any(dim=1)
             scores = scores - cfg.missing_eos_penalty * (~has_eos).float()  # N+ ppo.py#L665-L667
             if cfg.reward_clip > 0:
                 scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
@@ -301,19 +383,27 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
             for mb_start in range(0, batch_size, mini_batch_size):
                 mb_inds = perm[mb_start:mb_start + mini_batch_size]
                 optimizer.zero_grad(set_to_none=True)
+                # every process's tokens in this mini-batch: each micro-batch's token mean is weighted by its share
+                mb_tokens = distributed.all_reduce_sum(mask[mb_inds].sum().float())
                 for micro_start in range(0, mini_batch_size, micro_batch_size):
                     inds = mb_inds[micro_start:micro_start + micro_batch_size]
                     mb_mask = mask[inds].float()
-                    logits, mb_hidden = forward_policy(models, input_ids[inds], attention_mask[inds], context_length,
-                                                       cfg.temperature, want_hidden=isinstance(models.value_model, ValueHead))
+                    with autocast(precision, device):
+                        logits, mb_hidden = forward_policy(
+                            models, input_ids[inds], attention_mask[inds], context_length, cfg.temperature,
+                            want_hidden=isinstance(models.value_model, ValueHead))
+                        new_values = response_values(models, input_ids[inds], attention_mask[inds], context_length,
+                                                     mb_hidden)
                     new_logprobs = logprobs_from_logits(logits, responses[inds], cfg.temperature)
-                    new_values = response_values(models, input_ids[inds], attention_mask[inds], context_length, mb_hidden)
                     pg_loss, pg_stats = policy_loss(new_logprobs, logprobs[inds], advantages[inds], mb_mask, cfg.cliprange)
                     vf_loss, vf_clipfrac = value_loss(new_values, values[inds], returns[inds], mb_mask, cfg.cliprange_value)
-                    # Token means over this process's rows, weighted by its share of the micro-batch's tokens
-                    # (1.0 alone): averaged over processes they become token means over the whole micro-batch.
-                    share = distributed.share(mb_mask.sum())
-                    loss = (pg_loss + cfg.vf_coef * vf_loss) / cfg.grad_accum * share
+                    # Token means over this process's micro-batch rows, weighted by their share of the mini-batch's
+                    # tokens over all processes (times the process count, which averaging gradients divides out):
+                    # summed over micro-batches and averaged over processes they become the token mean over the
+                    # whole mini-batch, however ragged the responses and however many micro-batches.
+                    weight = float(mb_mask.sum() * distributed.world_size() / mb_tokens)
+                    loss = (pg_loss + cfg.vf_coef * vf_loss) * weight
+                    share = weight * cfg.grad_accum  # logged means: one entry per micro-batch, token-weighted
                     loss.backward()
                     with torch.no_grad():
                         stats["pg_loss"].append(pg_loss.item() * share)
@@ -367,6 +457,7 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
             if distributed.is_main():
                 save_checkpoint(checkpoint_directory, models, optimizer, scheduler, generator_states, state,
                                 cfg.batch_size)
+            distributed.barrier()  # no process runs ahead of a checkpoint that is still being written
     bar.close()
     return state
 

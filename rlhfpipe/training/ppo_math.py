@@ -90,12 +90,14 @@ def first_true_indices(bools: torch.Tensor) -> torch.Tensor:
     return torch.where(bools, positions, torch.full_like(positions, T)).min(-1).values
 
 
-def truncate_after_eos(responses: torch.Tensor, eos_token_id: int, pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace every token after the first EOS with pad. Returns (responses, mask); the EOS itself is kept
-    and masked in, since choosing to stop is an action the policy is rewarded for.
+def truncate_after_eos(responses: torch.Tensor, eos_token_id: int | list[int],
+                       pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace every token after the first EOS (any of the ids given) with pad. Returns (responses, mask); the
+    EOS itself is kept and masked in, since choosing to stop is an action the policy is rewarded for.
     Source: N+ ppo.py#L350 and #L665 (truncate at the first EOS; the EOS check).
     """
-    first_eos = first_true_indices(responses == eos_token_id)  # (B,)
+    stops = torch.as_tensor(eos_token_id, device=responses.device).reshape(-1)
+    first_eos = first_true_indices(torch.isin(responses, stops))  # (B,)
     positions = torch.arange(responses.shape[1], device=responses.device)[None, :]
     mask = (positions <= first_eos[:, None]).long()
     return torch.where(mask.bool(), responses, torch.full_like(responses, pad_token_id)), mask

@@ -10,6 +10,7 @@ import torch
 
 from rlhfpipe.config import RewardConfig
 from rlhfpipe.evaluation.metrics import bootstrap_ci, calibration_bins, pairwise_accuracy
+from rlhfpipe.models.generation import generate_texts
 from rlhfpipe.models.loading import count_params, disable_dropout, load_sequence_classifier, peft_config
 from rlhfpipe.rewards.reward_model import RewardModel
 from rlhfpipe.training.common import LiveCallback, checkpoint_dir, clear_checkpoints, refuse_zero3, trainer_arguments
@@ -24,7 +25,7 @@ def _dataset(rows: list[dict], margin: float) -> datasets.Dataset:
 
 
 def train_reward(cfg: RewardConfig, sft_dir: str, tokenizer, train_rows: list[dict], test_rows: list[dict],
-                 live, resume_key: str, bf16: bool = False):
+                 live, resume_key: str, precision: str = "fp32"):
     """Train and return the (merged) model; checkpoints in checkpoints/reward are resumed when valid."""
     from trl import RewardConfig as TrlRewardConfig
     from trl import RewardTrainer
@@ -38,7 +39,7 @@ def train_reward(cfg: RewardConfig, sft_dir: str, tokenizer, train_rows: list[di
         **trainer_arguments(
             ckpt, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
             warmup_ratio=0.05, weight_decay=0.0, seed=cfg.seed, n_examples=len(train_rows),
-            save_every=0.25, bf16=bf16,
+            save_every=0.25, precision=precision,
             batch_key="reward.batch_size",
         ),
         max_length=cfg.max_length,
@@ -56,12 +57,18 @@ def train_reward(cfg: RewardConfig, sft_dir: str, tokenizer, train_rows: list[di
                                        "eval_accuracy", "eval_margin"))],
     )
     refuse_zero3(trainer)
+    # TRL drops every pair with a side longer than max_length; count them so a cap that bites shows in metrics
+    dropped = {"train": len(train_rows) - len(trainer.train_dataset), "test": len(test_rows) - len(trainer.eval_dataset)}
+    if dropped["train"]:
+        print(f"reward: {dropped['train']} of {len(train_rows)} training pairs are longer than "
+              f"reward.max_length={cfg.max_length} tokens and were left out of training")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
     if cfg.lora.enabled:
         model = model.merge_and_unload()
     clear_checkpoints("reward")
-    return model.eval(), {"params": count_params(model), "steps": trainer.state.global_step}
+    return model.eval(), {"params": count_params(model), "steps": trainer.state.global_step,
+                          "pairs_dropped_too_long": dropped}
 
 
 def evaluate_reward(rm: RewardModel, test_rows: list[dict], cfg: RewardConfig) -> tuple[dict, list[dict]]:
@@ -90,9 +97,17 @@ def evaluate_reward(rm: RewardModel, test_rows: list[dict], cfg: RewardConfig) -
 
 
 @torch.no_grad()
-def normalisation_stats(rm: RewardModel, prompt_rows: list[dict], limit: int = 512) -> dict:
-    """Mean and std of the reward on reference responses to held-out prompts (PPO normalises with them)."""
-    rows = [r for r in prompt_rows if r.get("reference")][:limit]
-    scores = rm.score([r["prompt"] for r in rows], [r["reference"] for r in rows])
+def normalisation_stats(rm: RewardModel, sft, tokenizer, prompts: list[list[dict]], cfg: RewardConfig) -> dict:
+    """Mean and std of the reward on SFT samples for training prompts (Huang et al. 2023, "N+ implementation
+    details"): the distribution PPO's first rollouts come from, so its scores start at mean 0, std 1.
+
+    ``cfg.norm_prompts`` prompts, evenly spaced through the list, so the choice does not depend on its order's
+    start only; sampled with a generator seeded by ``cfg.seed``.
+    """
+    step = max(1, len(prompts) // cfg.norm_prompts)
+    chosen = prompts[::step][:cfg.norm_prompts]
+    responses = generate_texts(sft, tokenizer, chosen, batch_size=64, max_new_tokens=cfg.norm_max_new_tokens,
+                               temperature=cfg.norm_temperature, seed=cfg.seed)
+    scores = rm.score(chosen, responses)
     std = float(scores.std()) if len(scores) > 1 else 1.0
-    return {"mean": round(float(scores.mean()), 6), "std": round(max(std, 1e-6), 6), "n": len(rows)}
+    return {"mean": round(float(scores.mean()), 6), "std": round(max(std, 1e-6), 6), "n": len(chosen)}

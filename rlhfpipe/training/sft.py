@@ -16,18 +16,26 @@ def _dataset(rows: list[dict]) -> datasets.Dataset:
 
 
 def train_sft(cfg: SFTConfig, model_cfg: ModelConfig, tokenizer, train_rows: list[dict], val_rows: list[dict],
-              live, resume_key: str, stage: str = "sft", model_key: str = "model"):
-    """Train and return (model, metrics). Checkpoints go to checkpoints/<stage> and are resumed when valid;
-    ``model_key`` is the params section ``model_cfg`` came from, named in errors."""
+              live, resume_key: str, stage: str = "sft", model_key: str = "model", base_dir: str | None = None,
+              precision: str = "fp32"):
+    """Train and return (model, metrics). Checkpoints go to checkpoints/<stage> and are resumed when valid.
+
+    The model starts from ``base_dir`` (an earlier stage's output) when given, else from ``model_cfg``:
+    its name_or_path, or built from scratch; ``model_key`` is the params section ``model_cfg`` came from.
+    The model trains with fp32 master weights whatever ``model_cfg.dtype`` (bf16 masters round small updates
+    away); ``precision`` bf16 is TRL's bf16 autocast."""
     from trl import SFTConfig as TrlSFTConfig
     from trl import SFTTrainer
 
-    if model_cfg.name_or_path:
+    if base_dir is not None:
+        model = load_causal_lm(base_dir, tokenizer, dtype=model_cfg.dtype)
+    elif model_cfg.name_or_path:
         model = load_causal_lm(model_cfg.name_or_path, tokenizer, dtype=model_cfg.dtype,
                                trust_remote_code=model_cfg.trust_remote_code, allow_pickle=model_cfg.allow_pickle,
                                key=f"{model_key}.name_or_path")
     else:
         model = build_causal_lm(model_cfg, tokenizer)
+    model.float()
     disable_dropout(model)
     ckpt, resume = checkpoint_dir(stage, resume_key)
     if resume:
@@ -36,7 +44,7 @@ def train_sft(cfg: SFTConfig, model_cfg: ModelConfig, tokenizer, train_rows: lis
         **trainer_arguments(
             ckpt, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
             warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, seed=cfg.seed,
-            n_examples=len(train_rows), save_every=cfg.save_every, bf16=model_cfg.dtype == "bfloat16",
+            n_examples=len(train_rows), save_every=cfg.save_every, precision=precision,
             batch_key="sft.batch_size",
         ),
         max_length=cfg.max_length,

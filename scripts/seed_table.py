@@ -1,0 +1,48 @@
+"""Mean ± std over the seed experiments and the seeds meeting each target, as markdown (rlhfpipe.evaluation.seeds).
+
+    python scripts/seed_table.py [--prefix seed-] [--show-json FILE] [--out metrics/seeds.md]
+
+Reads `dvc exp show --json` (run here, or from FILE), keeps the experiments named PREFIX..., writes the table.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlhfpipe.cli import run_stage  # noqa: E402
+from rlhfpipe.errors import PipelineError  # noqa: E402
+from rlhfpipe.io import write_text  # noqa: E402
+from rlhfpipe.evaluation.seeds import aggregate, experiments_from_show, seed_table_markdown  # noqa: E402
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prefix", default="seed-", help="experiment names to aggregate start with this")
+    parser.add_argument("--show-json", help="saved `dvc exp show --json` output instead of running it")
+    parser.add_argument("--out", default="metrics/seeds.md", help="markdown table to write")
+    args = parser.parse_args(argv)
+    if args.show_json:
+        path = Path(args.show_json)
+        if not path.is_file():
+            raise PipelineError(f"{path}: file not found")
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    else:
+        proc = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PipelineError(f"dvc exp show --json failed: {proc.stderr.strip().splitlines()[-1:]}")
+        text, where = proc.stdout, "dvc exp show --json"
+    try:
+        show = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PipelineError(f"{where}:{err.lineno}: not valid JSON ({err.msg})") from None
+    table = seed_table_markdown(aggregate(experiments_from_show(show, args.prefix)))
+    write_text(args.out, "# RL results over seeds\n\n" + table)
+    print(table)
+
+
+if __name__ == "__main__":
+    run_stage(main)
