@@ -15,6 +15,7 @@ import rlhfpipe.training.ppo as ppo_module
 from bench.flops import DecoderShape
 from rlhfpipe.models.generation import sample
 from rlhfpipe.training.ppo import PPOModels
+from conftest import params_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = dict(vocab_size=100, hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=6,
@@ -120,7 +121,7 @@ def test_logits_without_the_head_module_are_assumed_on_every_position(probed, mo
 
 def test_precision_switch_follows_what_rlhfpipe_offers(monkeypatch):
     bench = load_bench()
-    cfg = bench.PPOConfig()
+    cfg = params_config("ppo")
 
     def with_argument(cfg, models, tokenizer, prompts, registry, live, checkpoint_directory, precision="fp32"):
         pass

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import REPO, copy_repo, repro_until, run, tiny_params, write_params
 from conftest import out_md5s, params_config
-from rlhfpipe.config import CohesionWeights, DialogueConfig, load_section, ParamError, RewardTerm
+from rlhfpipe.config import CohesionWeights, load_section, ParamError, RewardTerm
 from rlhfpipe.dialogue.windows import as_prompt, content_seed, DialogueReward, read_windows, speaker_turns, Teacher
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.rewards.cohesion import cohesion_rewards

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import copy
 import math
 import warnings
@@ -216,7 +215,7 @@ def test_evaluate_policy_on_the_toy_by_hand():
                                                TOY_ROWS, cfg, COHESION)
     assert sft_metrics["kl_to_sft"] == 0.0
     computed, _ = evaluate_policy("sft", REFERENCE, copy.deepcopy(REFERENCE), ToyTokenizer(), LengthRewardModel(),
-                                  TOY_ROWS, cfg)  # not the shortcut: a copy of the reference, KL computed
+                                  TOY_ROWS, cfg, COHESION)  # not the shortcut: a copy of the reference, KL computed
     assert computed["kl_to_sft"] == pytest.approx(0.0, abs=1e-6)
     assert {k: v for k, v in computed.items() if k != "kl_to_sft"} == {
         k: v for k, v in sft_metrics.items() if k != "kl_to_sft"}
@@ -229,8 +228,9 @@ def test_evaluate_policy_on_the_toy_by_hand():
 
 def test_eos_rate_counts_responses_cut_at_max_new_tokens_as_not_ended():
     # two tokens at most: "a a" never emitted EOS, "", "a" did (after "a a" the budget is spent)
-    cfg = EvaluateConfig(num_prompts=12, batch_size=5, max_new_tokens=2, temperature=1.0, seed=0)
-    metrics, samples = evaluate_policy("ppo", POLICY, REFERENCE, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg)
+    cfg = params_config("evaluate", num_prompts=12, batch_size=5, max_new_tokens=2, temperature=1.0, seed=0)
+    metrics, samples = evaluate_policy("ppo", POLICY, REFERENCE, ToyTokenizer(), LengthRewardModel(), TOY_ROWS, cfg,
+                                       COHESION)
     lengths = [len(s["response"].split()) for s in samples]
     assert 2 in lengths and min(lengths) < 2  # both kinds sampled
     assert metrics["eos_rate"] == pytest.approx(sum(n < 2 for n in lengths) / 12, abs=1e-5)

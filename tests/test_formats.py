@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import params_config
-from rlhfpipe.data.formats import READERS, read_records
+from rlhfpipe.data.formats import read_records
 from rlhfpipe.errors import PipelineError
 from conftest import needs, require_module
 

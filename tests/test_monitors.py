@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlhfpipe.config import MonitorsConfig, ParamError
+from conftest import params_config
+from rlhfpipe.config import ParamError
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.evaluation.metrics import distinct_n
 from rlhfpipe.evaluation.monitors import moodpo_monitors, monitors_markdown, objective_spread, policy_monitors
 
-CFG = MonitorsConfig()  # length ratio in [0.5, 2], distinct-2 ratio >= 0.7, EOS drop <= 0.2, KL <= 6
+CFG = params_config("monitors")  # length ratio in [0.5, 2], distinct-2 ratio >= 0.7, EOS drop <= 0.2, KL <= 6
 
 # four SFT responses of 6 words each, every bigram distinct within and across them: 20 bigrams, 20 distinct
 SFT_TEXTS = [
@@ -84,7 +85,7 @@ def test_a_length_explosion_is_flagged():
 
 
 def test_thresholds_are_read_from_the_config():
-    strict = MonitorsConfig(length_ratio_min=0.99, kl_max=2.0)
+    strict = params_config("monitors", length_ratio_min=0.99, kl_max=2.0)
     assert policy_monitors("ppo", metrics(HONEST_TEXTS, 0.75, 2.5), SFT, strict)["flags"] == ["kl"]
     five_words = [" ".join(t.split()[:5]) for t in HONEST_TEXTS]  # 5 / 6 = 0.833
     assert policy_monitors("ppo", metrics(five_words, 0.75, 0.0), SFT, strict)["flags"] == ["length_collapse"]
@@ -138,7 +139,7 @@ def test_markdown_names_every_flagged_policy():
                                           ("kl_max", 0.0), ("moodpo_spread_min", -0.1)])
 def test_impossible_thresholds_name_the_key(field, value):
     with pytest.raises(ParamError) as err:
-        MonitorsConfig(**{field: value}).validate()
+        params_config("monitors", **{field: value}).validate()
     assert err.value.key == field
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import copy_repo, params_config, pipeline_copy, REPO, run, tiny_params, write_params
+from conftest import params_config, pipeline_copy, REPO, run, write_params
 from rlhfpipe.config import ParamError, load_section
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.moodpo.weights import (format_instruction, hypervolume, parse_instruction, responsiveness, round_to_units,

@@ -1,18 +1,20 @@
 """train_ppo itself on a tiny random policy: the scores it trains on, its first mini-batch, the alignment of
 values with response tokens, and gradient accumulation. Hand values come from the test, never from the loop."""
 
+import dataclasses
 import copy
 
 import pytest
 import torch
 
-from rlhfpipe.config import LoraConfig, ModelConfig, PPOConfig
+from rlhfpipe.config import PPOConfig
 from rlhfpipe.data.corpus import generate_corpus
 from rlhfpipe.models.generation import Generation, encode_prompts, position_ids_from_mask
 from rlhfpipe.models.loading import build_causal_lm, save_model, train_tokenizer
 from rlhfpipe.rewards.reward_model import sequence_scores
 from rlhfpipe.training.common import NullLive
 import rlhfpipe.training.ppo as ppo
+from conftest import params_config
 
 PROMPTS = [[{"role": "user", "content": text}] for text in (
     "I lost my job at the bakery, and I feel so sad.", "Hi.", "My sister stopped speaking to me.",
@@ -29,7 +31,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def policy_dir(tokenizer, tmp_path_factory):
     torch.manual_seed(0)
-    cfg = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256)
+    cfg = params_config("model", hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256)
     path = tmp_path_factory.mktemp("policy")
     save_model(build_causal_lm(cfg, tokenizer), tokenizer, path)
     return path
@@ -38,7 +40,7 @@ def policy_dir(tokenizer, tmp_path_factory):
 def config(**overrides) -> PPOConfig:
     base = dict(total_episodes=8, batch_size=8, mini_batches=1, grad_accum=1, ppo_epochs=1, max_new_tokens=8,
                 value_model="head", temperature=0.7, kl_coef=0.1, save_every=1.0, log_samples=0, seed=0)
-    cfg = PPOConfig(**{**base, **overrides})
+    cfg = params_config("ppo", **{**base, **overrides})
     cfg.validate()
     return cfg
 
@@ -111,7 +113,7 @@ def test_first_minibatch_of_a_real_update_has_unit_ratio_and_zero_kl(tokenizer, 
     """Sampling, the reference (a deep copy, or LoRA's disabled adapter) and the training forward all at the
     rollout temperature 0.7: before the first step the three distributions are one."""
     kls, losses = record(monkeypatch, "kl_estimate"), record(monkeypatch, "policy_loss")
-    cfg = config(mini_batches=2, ppo_epochs=2, lora=LoraConfig(enabled=lora, r=4, alpha=8, dropout=0.0,
+    cfg = config(mini_batches=2, ppo_epochs=2, lora=dataclasses.replace(params_config("ppo").lora, enabled=lora, r=4, alpha=8, dropout=0.0,
                                                                target_modules=["q_proj", "v_proj"]))
     _, models = run(cfg, tokenizer, policy_dir, FixedScores([1.0, -1.0] * 4), tmp_path)
     assert (models.ref_policy is None) == lora

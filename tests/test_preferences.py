@@ -56,11 +56,10 @@ def test_upvote_pairs_drop_ties():
 def test_counsel_chat_fixture_gives_one_upvote_pair():
     from pathlib import Path
 
-    from rlhfpipe.config import DataConfig
     from rlhfpipe.data.formats import read_records
 
     fixture = Path(__file__).parent / "fixtures/formats/counsel_chat.csv"
-    records = read_records("counsel_chat", str(fixture), DataConfig(source="counsel_chat", path=str(fixture)))
+    records = read_records("counsel_chat", str(fixture), params_config("data", source="counsel_chat", path=str(fixture)))
     pairs, dropped = upvote_pairs([d.to_json() for d in records.dialogues])
     # question 0 has answers with 3 and 0 upvotes; question 1 one answer; question 2 one non-empty answer
     assert len(pairs) == 1 and dropped == Counter()

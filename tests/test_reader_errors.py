@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rlhfpipe.config import DataConfig
 from rlhfpipe.data.formats import read_records
 from rlhfpipe.errors import PipelineError
+from conftest import params_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 MULTIMOOD = json.loads((FIXTURES / "multimood.jsonl").read_text().splitlines()[0])
@@ -121,7 +121,7 @@ def test_reader_refuses_with_one_line_naming_the_place(tmp_path, monkeypatch, ca
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path = write(tmp_path, name, content)
     with pytest.raises(PipelineError) as err:
-        read_records(source, str(path), DataConfig(min_words=1, max_words=400))
+        read_records(source, str(path), params_config("data", min_words=1, max_words=400))
     message = str(err.value)
     assert "\n" not in message and message.startswith(str(path)), message
     place = message.split(": ", 1)[0] if not where.startswith(": record") else message

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from rlhfpipe.config import RewardConfig
 from rlhfpipe.training.reward_model import evaluate_reward
+from conftest import params_config
 
 
 class KnownScores:
@@ -34,7 +34,7 @@ SCORES = {"a b c": 2.0, "d": 1.0, "e": 0.5, "f g": 0.5, "h i": 3.0, "j k": -1.0,
 
 
 def test_accuracy_per_source_margin_and_length_baseline_by_hand():
-    metrics, _ = evaluate_reward(KnownScores(SCORES), ROWS, RewardConfig(bootstrap_samples=200))
+    metrics, _ = evaluate_reward(KnownScores(SCORES), ROWS, params_config("reward", bootstrap_samples=200))
     assert metrics["accuracy"] == pytest.approx((1 + 0.5 + 1 + 1 + 0) / 5)
     assert metrics["accuracy_by_source"] == {"generated": pytest.approx(round(2 / 3, 4)), "upvotes": 0.75}
     assert metrics["mean_margin"] == pytest.approx((1.0 + 0.0 + 4.0 + 2.0 - 2.0) / 5)
@@ -49,5 +49,5 @@ def test_accuracy_per_source_margin_and_length_baseline_by_hand():
     ({k: 0.0 for k in SCORES}, [0.5, 0.5]),                  # every pair tied: 0.5 whatever is resampled
 ])
 def test_interval_collapses_when_every_outcome_is_the_same(scores, expected):
-    metrics, _ = evaluate_reward(KnownScores(scores), ROWS, RewardConfig(bootstrap_samples=50))
+    metrics, _ = evaluate_reward(KnownScores(scores), ROWS, params_config("reward", bootstrap_samples=50))
     assert metrics["accuracy_ci95"] == expected and metrics["accuracy"] == expected[0]

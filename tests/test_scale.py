@@ -3,6 +3,7 @@ precision, device placement, stop tokens and the value model's start."""
 
 from __future__ import annotations
 
+import dataclasses
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
@@ -12,6 +13,7 @@ from rlhfpipe.data.corpus import generate_corpus
 from rlhfpipe.models.loading import train_tokenizer
 from rlhfpipe.models.prompt_length import drop_long_prompts, prompt_length
 from rlhfpipe.training.ppo import PPOModels, ValueHead, forward_policy, rollout_scores
+from conftest import params_config
 
 VOCAB, PROMPT, RESPONSE, BATCH = 50_000, 512, 8, 4
 
@@ -119,16 +121,15 @@ PROMPTS = [
 
 def one_ppo_update(tokenizer, precision: str, tmp_path):
     """The first update of train_ppo, one mini-batch and one epoch: its ratio is measured before any step."""
-    from rlhfpipe.config import ModelConfig, PPOConfig
     from rlhfpipe.models.loading import build_causal_lm
     from rlhfpipe.training.ppo import train_ppo
 
-    policy = build_causal_lm(ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+    policy = build_causal_lm(params_config("model", hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
                                          max_position_embeddings=256), tokenizer)
-    models = PPOModels(policy=policy, ref_policy=build_causal_lm(ModelConfig(
+    models = PPOModels(policy=policy, ref_policy=build_causal_lm(params_config("model", 
         hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256), tokenizer).eval(),
         value_model=ValueHead(32))
-    cfg = PPOConfig(total_episodes=4, batch_size=4, mini_batches=1, ppo_epochs=1, max_new_tokens=8, temperature=1.0,
+    cfg = params_config("ppo", total_episodes=4, batch_size=4, mini_batches=1, ppo_epochs=1, max_new_tokens=8, temperature=1.0,
                     value_model="head")
     state = train_ppo(cfg, models, tokenizer, PROMPTS, ConstantRegistry(), NullLive(), tmp_path / precision,
                       precision=precision)
@@ -147,16 +148,15 @@ def test_first_ppo_minibatch_has_unit_ratio_and_zero_kl_under_autocast(tokenizer
 
 
 def test_sft_under_bfloat16_weights_trains_fp32_masters(tokenizer, tmp_path, monkeypatch):
-    from rlhfpipe.config import ModelConfig, SFTConfig
     from rlhfpipe.training.common import NullLive
     from rlhfpipe.training.sft import train_sft
 
     monkeypatch.chdir(tmp_path)  # checkpoints/ goes under tmp_path
     rows = [{"prompt": p, "completion": [{"role": "assistant", "content": "I hear you. That sounds hard."}]}
             for p in PROMPTS * 2]
-    model_cfg = ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+    model_cfg = params_config("model", hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
                             max_position_embeddings=128, dtype="bfloat16")
-    model, metrics = train_sft(SFTConfig(epochs=1.0, batch_size=4, learning_rate=1e-3, max_length=64),
+    model, metrics = train_sft(params_config("sft", epochs=1.0, batch_size=4, learning_rate=1e-3, max_length=64),
                                model_cfg, tokenizer, rows, rows[:4], NullLive(), "key")
     assert metrics["steps"] == 2
     assert {p.dtype for p in model.parameters()} == {torch.float32}
@@ -165,13 +165,12 @@ def test_sft_under_bfloat16_weights_trains_fp32_masters(tokenizer, tmp_path, mon
 # ------------------------------------------------------------------------------------------------ device
 def test_every_model_and_generator_of_a_stage_is_placed_through_the_device_helper(tokenizer, tmp_path, monkeypatch):
     from rlhfpipe import devices
-    from rlhfpipe.config import ModelConfig, PPOConfig
     from rlhfpipe.models.generation import generate_texts
     from rlhfpipe.models.loading import build_causal_lm, save_model
     from rlhfpipe.rewards.reward_model import RewardModel
     from rlhfpipe.training.ppo import build_models
 
-    save_model(build_causal_lm(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+    save_model(build_causal_lm(params_config("model", hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
                                            max_position_embeddings=128), tokenizer), tokenizer, tmp_path / "sft")
     placed, generators = [], []
     real_place, real_generator = devices.place, devices.generator
@@ -179,7 +178,7 @@ def test_every_model_and_generator_of_a_stage_is_placed_through_the_device_helpe
     monkeypatch.setattr(devices, "generator",
                         lambda seed, device: generators.append(device) or real_generator(seed, device))
     stage = torch.device("cpu", 0)  # a device object distinct from the default torch.device("cpu")
-    models = build_models(PPOConfig(), str(tmp_path / "sft"), str(tmp_path / "sft"), tokenizer, stage)
+    models = build_models(params_config("ppo"), str(tmp_path / "sft"), str(tmp_path / "sft"), tokenizer, stage)
     rm = RewardModel(tmp_path / "sft", stage)
     placed_ids = {id(obj) for obj, device in placed if device is stage}
     for model in (models.policy, models.ref_policy, models.value_model, rm.model):
@@ -272,7 +271,6 @@ def reward_dir(tokenizer, tmp_path):
 
 
 def test_value_model_starts_on_the_normalised_reward_scale(tokenizer, reward_dir):
-    from rlhfpipe.config import PPOConfig
     from rlhfpipe.models.loading import load_sequence_classifier
     from rlhfpipe.rewards.reward_model import token_values
     from rlhfpipe.training.ppo import build_models
@@ -282,17 +280,16 @@ def test_value_model_starts_on_the_normalised_reward_scale(tokenizer, reward_dir
     with torch.no_grad():
         raw = token_values(load_sequence_classifier(str(reward_dir), tokenizer).eval(), ids, mask)
         for normalize, expected in ((True, (raw - 2.0) / 4.0), (False, raw)):
-            models = build_models(PPOConfig(normalize_rewards=normalize), str(reward_dir), str(reward_dir), tokenizer,
+            models = build_models(params_config("ppo", normalize_rewards=normalize), str(reward_dir), str(reward_dir), tokenizer,
                                   torch.device("cpu"))
             torch.testing.assert_close(token_values(models.value_model.eval(), ids, mask), expected)
     assert raw.abs().max() > 0.05  # a head of zeros would make the comparison vacuous
 
 
 def test_value_model_gets_lora_with_the_policy(tokenizer, reward_dir):
-    from rlhfpipe.config import LoraConfig, PPOConfig
     from rlhfpipe.training.ppo import build_models
 
-    models = build_models(PPOConfig(lora=LoraConfig(enabled=True, dropout=0.1)), str(reward_dir), str(reward_dir),
+    models = build_models(params_config("ppo", lora=dataclasses.replace(params_config("ppo").lora, enabled=True, dropout=0.1)), str(reward_dir), str(reward_dir),
                           tokenizer, torch.device("cpu"))
     trainable = [n for n, p in models.value_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or n.startswith("score.") for n in trainable)
@@ -304,7 +301,6 @@ def test_value_model_gets_lora_with_the_policy(tokenizer, reward_dir):
 
 # ------------------------------------------------------------------------------------------------ reward pairs
 def test_reward_trainer_counts_the_pairs_it_drops_for_length(tokenizer, reward_dir, tmp_path, monkeypatch):
-    from rlhfpipe.config import RewardConfig
     from rlhfpipe.training.common import NullLive
     from rlhfpipe.training.reward_model import train_reward
 
@@ -317,7 +313,7 @@ def test_reward_trainer_counts_the_pairs_it_drops_for_length(tokenizer, reward_d
 
     train = [pair(short, short)] * 4 + [pair(long, short), pair(short, long), pair(long, long)]
     test = [pair(short, short)] * 2 + [pair(short, long)]
-    _, metrics = train_reward(RewardConfig(epochs=1.0, batch_size=4, max_length=64), str(reward_dir), tokenizer,
+    _, metrics = train_reward(params_config("reward", epochs=1.0, batch_size=4, max_length=64), str(reward_dir), tokenizer,
                               train, test, NullLive(), "key")
     assert metrics["pairs_dropped_too_long"] == {"train": 3, "test": 1}
 
@@ -412,11 +408,10 @@ class LengthRegistry:
 
 
 def lora_ppo(tokenizer, reward_dir, checkpoints, seed_models: int = 0):
-    from rlhfpipe.config import LoraConfig, PPOConfig
     from rlhfpipe.training.ppo import build_models, train_ppo
 
-    cfg = PPOConfig(total_episodes=8, batch_size=4, mini_batches=2, ppo_epochs=1, max_new_tokens=6, temperature=1.0,
-                    save_every=0.5, learning_rate=1e-2, lora=LoraConfig(enabled=True, r=4, alpha=8))
+    cfg = params_config("ppo", total_episodes=8, batch_size=4, mini_batches=2, ppo_epochs=1, max_new_tokens=6, temperature=1.0,
+                    save_every=0.5, learning_rate=1e-2, lora=dataclasses.replace(params_config("ppo").lora, enabled=True, r=4, alpha=8))
     torch.manual_seed(seed_models)  # LoRA's A matrices are drawn at random
     models = build_models(cfg, str(reward_dir), str(reward_dir), tokenizer, torch.device("cpu"))
     state = train_ppo(cfg, models, tokenizer, PROMPTS, LengthRegistry(), NullLive(), checkpoints)
@@ -459,15 +454,14 @@ class RecordingRM:
 
 
 def test_reward_normalisation_comes_from_sft_samples_on_training_prompts(tokenizer):
-    from rlhfpipe.config import ModelConfig, RewardConfig
     from rlhfpipe.models.generation import generate_texts
     from rlhfpipe.models.loading import build_causal_lm
     from rlhfpipe.training.reward_model import normalisation_stats
 
-    sft = build_causal_lm(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+    sft = build_causal_lm(params_config("model", hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
                                       max_position_embeddings=128), tokenizer).eval()
     prompts = [[{"role": "user", "content": f"Message number {i}."}] for i in range(8)]
-    cfg = RewardConfig(norm_prompts=4, norm_temperature=0.7, norm_max_new_tokens=5, seed=3)
+    cfg = params_config("reward", norm_prompts=4, norm_temperature=0.7, norm_max_new_tokens=5, seed=3)
     rm = RecordingRM()
     stats = normalisation_stats(rm, sft, tokenizer, prompts, cfg)
     assert rm.seen[0] == prompts[0::2]  # 4 of 8, evenly spaced

@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
-from conftest import REPO, stage, tiny_params, write_params
-from rlhfpipe.config import DataConfig, ParamError, RewardTerm
+from conftest import REPO, params_config, stage, tiny_params, write_params
+from rlhfpipe.config import ParamError, RewardTerm
 from rlhfpipe.data.schema import Dialogue, PreferencePair, Records, Turn
 from rlhfpipe.data.summary import prepare_summary, read_summary_csv, summary_example, within_budget
 from rlhfpipe.data.summary_prompt import dialogue_of, summary_prompt, summary_references
@@ -90,7 +90,7 @@ def test_rewards_refuse_prompts_they_cannot_score():
         registry.score("summary", [dialogue_prompt], ["x"])
     with pytest.raises(PipelineError, match="no reference summary"):
         registry.score("summary", [summary_prompt(PARTNER)], ["x"])
-    with pytest.raises(PipelineError, match="needs its model or references"):
+    with pytest.raises(PipelineError, match="needs its model, weights or references"):
         RewardRegistry().score("summary", prompts, ["x"])
 
 
@@ -106,16 +106,16 @@ def test_within_budget_keeps_whole_turns_from_the_start():
 def test_summary_example_shows_the_dialogue_and_targets_the_situation():
     d = Dialogue("d1", [Turn("system", "Be kind."), Turn("user", "I  was laid off."), Turn("assistant", "That is hard.")],
                  situation=" Laid   off. ")
-    ex = summary_example(d, DataConfig(task="summary"))
+    ex = summary_example(d, params_config("data", task="summary"))
     assert ex["prompt"] == [{"role": "user", "content":
                              "Summarise the client's situation.\n\nClient: I was laid off.\nTherapist: That is hard."}]
     assert ex["reference"] == "Laid off." and ex["completion"] == [{"role": "assistant", "content": "Laid off."}]
     assert dialogue_of(ex["prompt"]) == "Client: I was laid off.\nTherapist: That is hard."
-    assert summary_example(Dialogue("d2", d.turns), DataConfig(task="summary")) is None
+    assert summary_example(Dialogue("d2", d.turns), params_config("data", task="summary")) is None
 
 
 def test_prepare_summary_counts_what_it_drops_and_refuses_a_source_without_situations():
-    cfg = DataConfig(task="summary")
+    cfg = params_config("data", task="summary")
     turns = [Turn("user", "I was laid off."), Turn("assistant", "That is hard.")]
     records = Records(dialogues=[Dialogue("a", turns, situation="Laid off."), Dialogue("b", turns)],
                       pairs=[PreferencePair("p", [{"role": "user", "content": "hi"}], "yes", "no")])
@@ -130,22 +130,22 @@ def test_prepare_summary_counts_what_it_drops_and_refuses_a_source_without_situa
 
 def test_summary_csv_reads_dialogue_and_reference_columns():
     fixture = REPO / "tests/fixtures/formats/summaries.csv"
-    cfg = DataConfig(source="prompt_csv", task="summary", prompt_column="dialogue")
+    cfg = params_config("data", source="prompt_csv", task="summary", prompt_column="dialogue")
     files, metrics = prepare_summary(read_summary_csv(fixture, cfg), cfg)
     rows = [r for s in ("train", "val", "test") for r in files[f"prompts_{s}"]]
     assert sorted(r["reference"] for r in rows) == [JOB_REFERENCE, PARTNER_REFERENCE]
     assert sorted(dialogue_of(r["prompt"]) for r in rows) == [JOB, PARTNER]
     assert metrics["dropped"] == {"no_situation": 1}  # row 3 has no reference
     with pytest.raises(PipelineError, match=r"summaries.csv:2: missing column 'summary' \(data.reference_column\)"):
-        read_summary_csv(fixture, DataConfig(source="prompt_csv", task="summary", prompt_column="dialogue",
+        read_summary_csv(fixture, params_config("data", source="prompt_csv", task="summary", prompt_column="dialogue",
                                              reference_column="summary"))
 
 
 def test_task_is_validated():
     with pytest.raises(ParamError, match=r"task='translate': must be one of dialogue, summary"):
-        DataConfig(task="translate").validate()
+        params_config("data", task="translate").validate()
     with pytest.raises(ParamError, match="summary_max_words"):
-        DataConfig(summary_max_words=5).validate()
+        params_config("data", summary_max_words=5).validate()
 
 
 @pytest.fixture
@@ -192,7 +192,7 @@ def test_moodpo_and_grpo_reward_paths_score_the_summary_objectives():
     # row 2: summary 0.75, faithful 0.75, brevity 1 - 5/40 -> 0.2 * 0.75 + 0.2 * 0.75 + 0.6 * 0.875
     rewards = WeightedObjectives(registry, names)(shown, completions, weights=[[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
     assert rewards == pytest.approx([0.6 + 0.3 + 0.1 * 0.75, 0.15 + 0.15 + 0.6 * 0.875])
-    summary_fn, faithful_fn = registry_reward_functions(registry, [RewardTerm("summary"), RewardTerm("faithful")])
+    summary_fn, faithful_fn = registry_reward_functions(registry, [RewardTerm("summary", 1.0), RewardTerm("faithful", 1.0)])
     assert summary_fn(prompts, completions) == pytest.approx([1.0, 0.75])
     assert faithful_fn.__name__ == "faithful" and faithful_fn(prompts, completions) == pytest.approx([1.0, 0.75])
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlhfpipe.config import CohesionWeights, DialogueConfig, ParamError, RewardTerm
+from rlhfpipe.config import ParamError, RewardTerm
 from rlhfpipe.dialogue.windows import DialogueReward
 from rlhfpipe.rewards.cohesion import cohesion_reward
 from rlhfpipe.rewards.registry import RewardRegistry
 from rlhfpipe.rewards.turn_guard import TurnGuard, distinct_2, turn_metrics
+from conftest import params_config
 
 CONTEXT = ["How was your day at school?"]
 TEACHER_REPLY = "I hear you feel that way. What happened at school today?"
@@ -46,7 +47,7 @@ def test_guard_factors_by_hand():
 
 
 def test_gamed_turns_score_below_honest_turns_only_with_the_guard():
-    weights = CohesionWeights()
+    weights = params_config("cohesion")
     raw = {t: cohesion_reward(CONTEXT + [t, TEACHER_REPLY], weights) for t in GAMED + HONEST}
     # the hack the guard closes: unguarded, both gamed turns out-score both honest ones on these windows
     assert min(raw[t] for t in GAMED) > max(raw[t] for t in HONEST)
@@ -66,7 +67,7 @@ def test_gamed_turns_score_below_honest_turns_only_with_the_guard():
 def test_the_guard_scales_cohesion_only():
     terms = [RewardTerm("cohesion", 1.0), RewardTerm("brevity", 1.0)]
     prompts = [[{"role": "user", "content": CONTEXT[0]}]]
-    _, parts = DialogueReward(FixedTeacher(), RewardRegistry(), GUARD).combine(terms, prompts, ["I feel."])
+    _, parts = DialogueReward(FixedTeacher(), RewardRegistry(cohesion_weights=params_config("cohesion")), GUARD).combine(terms, prompts, ["I feel."])
     assert parts["brevity"].tolist() == pytest.approx([1 - 2 / 40])  # brevity still pays a short turn, unscaled
 
 
@@ -83,5 +84,5 @@ def test_turn_metrics_by_hand():
 @pytest.mark.parametrize("field, value", [("turn_length_floor", 1.5), ("turn_distinct_2_floor", -0.1)])
 def test_impossible_floors_name_the_key(field, value):
     with pytest.raises(ParamError) as err:
-        DialogueConfig(**{field: value}).validate()
+        params_config("dialogue", **{field: value}).validate()
     assert err.value.key == field

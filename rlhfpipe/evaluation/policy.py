@@ -9,7 +9,7 @@ import torch
 
 from rlhfpipe import devices
 from rlhfpipe.config import EvaluateConfig
-from rlhfpipe.evaluation.metrics import metrics as ev
+from rlhfpipe.evaluation import metrics as ev
 from rlhfpipe.models.generation import decode, encode_prompts, position_ids_from_mask, sample
 from rlhfpipe.models.stop_tokens import stop_token_ids
 from rlhfpipe.rewards.cohesion import CohesionWeights, cohesion_rewards
