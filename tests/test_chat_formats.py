@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, stage
+from conftest import REPO, quick_params, stage
 from rlhfpipe.errors import PipelineError
 
 CHAT = REPO / "tests/fixtures/formats/chat"
@@ -41,7 +41,7 @@ def project(tmp_path, monkeypatch):
 
 
 def write_data_params(project: Path, source: str, path, **data) -> None:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = quick_params()
     params["data"].update({"source": source, "path": str(path), "max_history_messages": 1, **data})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 

@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from conftest import REPO
+from conftest import REPO, quick_params
 
 STAGES = sorted(p.stem for p in (REPO / "stages").glob("*.py"))
 
@@ -24,7 +24,7 @@ def test_help_lists_every_stage_and_the_tools():
 
 
 def test_stage_help_shows_each_declared_field_with_its_doc_and_current_value(tmp_path):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = quick_params()
     params["ppo"]["kl_coef"] = 0.125
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import merge
+from conftest import merge, quick_params
 
 from rlhfpipe.config import ParamError, load_section
 from rlhfpipe.errors import PipelineError
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write(tmp_path, section: str, values: dict):
     """params.yaml with ``values`` merged over ``section``."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = quick_params()
     merge(params[section], values)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -69,7 +69,7 @@ def test_ints_are_accepted_for_floats(tmp_path):
 @pytest.mark.parametrize("section, dotted", [("ppo", ["kl_coef"]), ("dialogue", ["ppo", "temperature"]),
                                              ("ppo", ["rewards", 0, "weight"]), ("cohesion", ["givenness"])])
 def test_a_missing_key_fails_in_one_line_naming_it(tmp_path, section, dotted):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = quick_params()
     node = params[section]
     for key in dotted[:-1]:
         node = node[key]
@@ -86,7 +86,7 @@ def test_a_missing_key_stops_a_stage_with_one_line(tmp_path):
     import subprocess
     import sys
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = quick_params()
     del params["corpus"]["seed"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run([sys.executable, str(REPO / "stages/corpus.py"), "corpus.jsonl"], cwd=tmp_path,

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, copy_repo, repro_until, run, tiny_params, write_params
+from conftest import REPO, copy_repo, quick_params, repro_until, run, tiny_params, write_params
 from conftest import out_md5s, params_config
 from rlhfpipe.config import CohesionWeights, load_section, ParamError, RewardTerm
 from rlhfpipe.dialogue.windows import as_prompt, content_seed, DialogueReward, read_windows, speaker_turns, Teacher
@@ -178,7 +177,7 @@ def test_updates_follow_windows_epochs_and_batch():
     ({"context_turns": 0}, "dialogue.context_turns"),
 ])
 def test_bad_dialogue_params_name_their_key(tmp_path, values, key):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = quick_params()
     from conftest import merge
 
     merge(params["dialogue"], values)

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import params_config, pipeline_copy, REPO, run, write_params
+from conftest import REPO, params_config, pipeline_copy, quick_params, run, write_params
 from rlhfpipe.config import ParamError, load_section
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.moodpo.weights import (format_instruction, hypervolume, parse_instruction, responsiveness, round_to_units,
@@ -125,7 +125,7 @@ def test_prompts_from_a_csv_column(tmp_path):
     ([[0.55, 0.35, 0.1], [0.4, 0.3, 0.3]], "moodpo_eval.grid[0][0]", "multiple of 0.1"),
 ])
 def test_invalid_weights_name_the_key(tmp_path, grid, key, rule):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = quick_params()
     params["moodpo_eval"]["grid"] = grid
     write_params(tmp_path, params)
     cfg = load_section("moodpo_eval", tmp_path / "params.yaml")
@@ -136,7 +136,7 @@ def test_invalid_weights_name_the_key(tmp_path, grid, key, rule):
 
 
 def test_invalid_weights_stop_the_stage_with_one_line(tmp_path):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = quick_params()
     params["moodpo_eval"]["grid"][1] = [0.1, 0.8]
     write_params(tmp_path, params)
     proc = run(["python", str(REPO / "stages/moodpo_eval.py"), "p", "s", "m", "r", "out.json", "pareto"], cwd=tmp_path,
