@@ -253,6 +253,10 @@ def disable_dropout(model: torch.nn.Module) -> None:
 def save_model(model, tokenizer, path: Path) -> None:
     """Weights in safetensors, plus the tokenizer, so the directory loads with from_pretrained."""
     model.save_pretrained(path, safe_serialization=True)
+    # from_pretrained records how it was called (HF_HUB_OFFLINE sets local_files_only), and save_pretrained would
+    # write that into tokenizer_config.json: the same model would get another md5 in another shell
+    for key in ("local_files_only", "is_local"):
+        tokenizer.init_kwargs.pop(key, None)
     tokenizer.save_pretrained(path)
 
 
