@@ -8,15 +8,12 @@ Reads `dvc exp show --json` (run here, or from FILE), keeps the experiments name
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.cli import run_stage  # noqa: E402
-from rlhfpipe.errors import PipelineError  # noqa: E402
-from rlhfpipe.io import write_text  # noqa: E402
-from rlhfpipe.evaluation.seeds import aggregate, experiments_from_show, seed_table_markdown  # noqa: E402
+from rlhfpipe.cli import run_stage
+from rlhfpipe.errors import PipelineError
+from rlhfpipe.evaluation.seeds import aggregate, experiments_from_show, seed_table_markdown
+from rlhfpipe.io import write_text
 
 
 def main(argv: list[str]) -> None:

@@ -1,15 +1,12 @@
 """Stage base_model: the model every later stage starts from (from-scratch or a converted pretrained one)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlhfpipe.models.base import build_base  # noqa: E402
-from rlhfpipe.cli import run_stage, usage  # noqa: E402
-from rlhfpipe.config import load_section  # noqa: E402
-from rlhfpipe.io import atomic_path  # noqa: E402
-from rlhfpipe.models.loading import count_params, save_model  # noqa: E402
+from rlhfpipe.cli import run_stage, usage
+from rlhfpipe.config import load_section
+from rlhfpipe.io import atomic_path
+from rlhfpipe.models.base import build_base
+from rlhfpipe.models.loading import count_params, save_model
 
 
 def main(argv: list[str]) -> None:
