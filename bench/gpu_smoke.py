@@ -24,6 +24,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from rlhfpipe.config import RewardTerm, load_section
 from rlhfpipe.data.corpus import generate_corpus
 from rlhfpipe.models.loading import save_model, train_tokenizer
+from rlhfpipe.training.common import NullLive
 
 SHAPES = {
     # HuggingFaceTB/SmolLM2-135M config.json
@@ -41,12 +42,6 @@ SHAPES = {
 }
 
 
-class NullLive:
-    def log_metric(self, *args, **kwargs):
-        pass
-
-    def next_step(self):
-        pass
 
 
 def peak_memory_gib(device: torch.device) -> float:

@@ -65,6 +65,7 @@ from rlhfpipe.models.loading import disable_dropout, load_causal_lm, load_sequen
 from rlhfpipe.rewards.registry import RewardRegistry
 from rlhfpipe.rewards.reward_model import RewardModel
 from rlhfpipe.training.ppo import PPOModels, run_config, train_ppo
+from rlhfpipe.training.common import NullLive
 
 transformers.logging.set_verbosity_error()
 
@@ -149,14 +150,6 @@ def sha256_tensors(model) -> str:
     return h.hexdigest()[:16]
 
 
-class NullLive:
-    """train_ppo logs through dvclive; a benchmark writes no curves."""
-
-    def log_metric(self, key, value):
-        pass
-
-    def next_step(self):
-        pass
 
 
 class PhaseStats:

@@ -13,6 +13,7 @@ from rlhfpipe.data.corpus import generate_corpus
 from rlhfpipe.models.loading import train_tokenizer
 from rlhfpipe.models.prompt_length import drop_long_prompts, prompt_length
 from rlhfpipe.training.ppo import PPOModels, ValueHead, forward_policy, rollout_scores
+from rlhfpipe.training.common import NullLive
 from conftest import params_config
 
 VOCAB, PROMPT, RESPONSE, BATCH = 50_000, 512, 8, 4
@@ -103,12 +104,6 @@ class ConstantRegistry:
         return torch.ones(len(texts)), {"constant": torch.ones(len(texts))}
 
 
-class NullLive:
-    def log_metric(self, key, value):
-        pass
-
-    def next_step(self):
-        pass
 
 
 PROMPTS = [
@@ -148,7 +143,6 @@ def test_first_ppo_minibatch_has_unit_ratio_and_zero_kl_under_autocast(tokenizer
 
 
 def test_sft_under_bfloat16_weights_trains_fp32_masters(tokenizer, tmp_path, monkeypatch):
-    from rlhfpipe.training.common import NullLive
     from rlhfpipe.training.sft import train_sft
 
     monkeypatch.chdir(tmp_path)  # checkpoints/ goes under tmp_path

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from rlhfpipe.config import ModelConfig, TokenizerConfig
-from rlhfpipe.errors import PipelineError
+from rlhfpipe.errors import PipelineError, first_line
 from rlhfpipe.io import read_jsonl
 from rlhfpipe.models.loading import (
     adapt_tokenizer,
@@ -112,7 +112,7 @@ def check_gguf(path: Path, name_or_path: str) -> None:
         end = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=0)
     except (ValueError, IndexError, KeyError, OSError) as err:
         raise PipelineError(f"{_where(name_or_path)}: {path.name} is not a readable GGUF file, truncated or "
-                            f"corrupt ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                            f"corrupt ({first_line(err)}); "
                             f"{redo}") from None
     if end > path.stat().st_size or not reader.tensors:
         raise PipelineError(f"{_where(name_or_path)}: {path.name} is truncated ({path.stat().st_size} bytes, its "
@@ -137,7 +137,7 @@ def load_gguf(path: Path, name_or_path: str):
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as err:
-        raise PipelineError(f"{_where(name_or_path)}: cannot load {path.name} ({str(err).splitlines()[0]})") from None
+        raise PipelineError(f"{_where(name_or_path)}: cannot load {path.name} ({first_line(err)})") from None
     config = loaded.config.to_dict()
     config.pop("quantization_config", None)
     config = type(loaded.config).from_dict(config)
