@@ -465,6 +465,9 @@ class GRPOConfig:
     """optimizer steps; each samples num_generations responses for prompts_per_step prompts"""
     prompts_per_step: int
     """prompts per step (a group of num_generations responses each)"""
+    grad_accum: int
+    """slices of a step's responses that run forward and backward one at a time: the same optimizer step, at
+    1/grad_accum of the activation and full-vocabulary logit memory"""
     num_generations: int
     """responses per prompt, the group whose mean reward is the baseline"""
     learning_rate: float
@@ -504,6 +507,8 @@ class GRPOConfig:
         check(self.steps >= 1, "steps", self.steps, "must be >= 1")
         check(self.prompts_per_step >= 1, "prompts_per_step", self.prompts_per_step, "must be >= 1")
         check(self.num_generations >= 2, "num_generations", self.num_generations, "must be >= 2 (a group needs a baseline)")
+        check(self.grad_accum >= 1 and self.batch_size % self.grad_accum == 0, "grad_accum", self.grad_accum,
+              f"must be >= 1 and divide prompts_per_step * num_generations = {self.batch_size}")
         check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1)")
         check(self.lr_schedule in ("linear", "constant", "cosine"), "lr_schedule", self.lr_schedule, "must be linear, constant or cosine")
         check(self.beta >= 0, "beta", self.beta, "must be >= 0")
@@ -703,6 +708,9 @@ class MoodpoConfig:
     """concentration of the symmetric Dirichlet the per-prompt weights are drawn from (1 = uniform on the simplex)"""
     weights_per_prompt: int
     """copies of each prompt in a batch, each with its own weights, so the policy sees what the weights change"""
+    grad_accum: int
+    """slices of a step's prompts that generate, forward and backward one at a time: the same optimizer step at
+    1/grad_accum of the activation and full-vocabulary logit memory (a prompt's copies stay in one slice)"""
     prompts: str
     """training prompts: a prepared prompt set (.jsonl) or a CSV whose prompt_column holds user prompts"""
     prompt_column: str
@@ -734,11 +742,13 @@ class MoodpoConfig:
         check(self.max_length > self.max_new_tokens, "max_length", self.max_length, "must be > moodpo.max_new_tokens")
         check(self.missing_eos_penalty >= 0, "missing_eos_penalty", self.missing_eos_penalty, "must be >= 0")
         check(self.weights_per_prompt >= 1, "weights_per_prompt", self.weights_per_prompt, "must be >= 1")
+        check(self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be >= 1")
         nested("iteration_1", self.iteration_1.validate)
         nested("iteration_2", self.iteration_2.validate)
         for key in ("iteration_1", "iteration_2"):
-            check(getattr(self, key).batch_size % self.weights_per_prompt == 0, f"{key}.batch_size",
-                  getattr(self, key).batch_size, f"must be a multiple of moodpo.weights_per_prompt={self.weights_per_prompt}")
+            group = self.weights_per_prompt * self.grad_accum
+            check(getattr(self, key).batch_size % group == 0, f"{key}.batch_size", getattr(self, key).batch_size,
+                  f"must be a multiple of moodpo.weights_per_prompt * moodpo.grad_accum = {group}")
 
 
 @dataclass

@@ -33,7 +33,8 @@ def main(argv: list[str]) -> None:
                               cohesion_weights=load_section("cohesion"), references=summary_references(rows))
     with atomic_path(curves_dir) as curves:
         live = open_live(curves)
-        model, metrics = train_moodpo(cfg, it, f"moodpo_{n}", start_dir, tokenizer, dataset, registry, live)
+        model, metrics = train_moodpo(cfg, it, f"moodpo_{n}", start_dir, tokenizer, dataset, registry, live,
+                                      runtime.precision)
         live.end()
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)

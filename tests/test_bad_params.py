@@ -1,4 +1,5 @@
-"""Impossible values in the MOODPO section and PPO's reward shaping keys: refused by name, through params.yaml."""
+"""Impossible values in the MOODPO section, GRPO's micro-batching and PPO's reward shaping keys: refused
+by name, through params.yaml."""
 
 import copy
 
@@ -30,6 +31,12 @@ def objectives(*names):
     ("moodpo", {"iteration_2": {"learning_rate": 1.5}}, "moodpo.iteration_2.learning_rate", "must be in (0, 1)"),
     ("moodpo", {"iteration_1": {"beta": 0.0}}, "moodpo.iteration_1.beta", "must be > 0"),
     ("moodpo", {"weights_per_prompt": 4, "iteration_2": {"batch_size": 6}}, "moodpo.iteration_2.batch_size", ""),
+    ("moodpo", {"grad_accum": 0}, "moodpo.grad_accum", "must be >= 1"),
+    # 8 prompts split in 2 slices of 4 would cut a prompt's 8 weighted copies in half
+    ("moodpo", {"weights_per_prompt": 8, "grad_accum": 2, "iteration_1": {"batch_size": 8}},
+     "moodpo.iteration_1.batch_size", "must be a multiple of moodpo.weights_per_prompt * moodpo.grad_accum = 16"),
+    ("grpo", {"prompts_per_step": 3, "num_generations": 2, "grad_accum": 4}, "grpo.grad_accum",
+     "must be >= 1 and divide prompts_per_step * num_generations = 6"),
     ("ppo", {"reward_clip": -1.0}, "ppo.reward_clip", "must be >= 0 (0 = off)"),
     ("ppo", {"missing_eos_penalty": -0.5}, "ppo.missing_eos_penalty", "must be >= 0"),
     ("ppo", {"target_kl": 0.0}, "ppo.target_kl", "must be > 0"),
@@ -51,5 +58,5 @@ def test_bad_value_is_refused_by_its_key(tmp_path, section, values, key, rule):
 
 
 def test_the_defaults_pass():
-    for section in ("moodpo", "ppo"):
+    for section in ("moodpo", "ppo", "grpo"):
         load_section(section, REPO / "params.yaml")

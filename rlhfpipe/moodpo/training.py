@@ -17,6 +17,7 @@ import torch
 
 from rlhfpipe.config import MoodpoConfig, MoodpoIteration
 from rlhfpipe.data.readers.base import column_text, csv_rows
+from rlhfpipe.devices import trl_precision
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.io import read_jsonl
 from rlhfpipe.models.loading import disable_dropout, load_causal_lm
@@ -73,8 +74,9 @@ class WeightedObjectives:
 
 
 def train_moodpo(cfg: MoodpoConfig, it: MoodpoIteration, name: str, start_dir: str, tokenizer,
-                 dataset: datasets.Dataset, registry, live):
-    """Train one iteration from the policy in ``start_dir`` (also the DPO reference); return (model, metrics)."""
+                 dataset: datasets.Dataset, registry, live, precision: str):
+    """Train one iteration from the policy in ``start_dir`` (also the DPO reference); return (model, metrics).
+    ``precision`` bf16 is TRL's bf16 autocast over fp32 master weights."""
     from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
 
     model = load_causal_lm(start_dir, tokenizer)
@@ -82,7 +84,8 @@ def train_moodpo(cfg: MoodpoConfig, it: MoodpoIteration, name: str, start_dir: s
     args = OnlineDPOConfig(
         output_dir=str(CHECKPOINT_ROOT / name),
         max_steps=it.steps,
-        per_device_train_batch_size=it.batch_size,
+        per_device_train_batch_size=it.batch_size // cfg.grad_accum,
+        gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=it.learning_rate,
         lr_scheduler_type="constant",
         beta=[it.beta],
@@ -92,8 +95,7 @@ def train_moodpo(cfg: MoodpoConfig, it: MoodpoIteration, name: str, start_dir: s
         missing_eos_penalty=cfg.missing_eos_penalty,
         seed=it.seed,
         data_seed=it.seed,
-        bf16=False,
-        fp16=False,
+        **trl_precision(precision),
         use_cpu=not torch.cuda.is_available(),
         report_to=trackers.hf_report_to(),
         # our order keeps a prompt's copies in one batch: contrasting weights on the same prompt is what

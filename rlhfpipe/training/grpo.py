@@ -12,7 +12,7 @@ import datasets
 import torch
 
 from rlhfpipe import distributed
-from rlhfpipe.config import GRPOConfig
+from rlhfpipe.config import GRPOConfig, ParamError
 from rlhfpipe.devices import trl_precision
 from rlhfpipe.models.loading import disable_dropout, load_causal_lm, peft_config
 from rlhfpipe.training import trackers
@@ -48,10 +48,15 @@ def train_grpo(cfg: GRPOConfig, sft_dir: str, tokenizer, prompts: list[list[dict
     if resume:
         print(f"grpo: resuming from {resume}")
     per_process = distributed.per_process(cfg.batch_size, "grpo.prompts_per_step")
+    if per_process % cfg.grad_accum:
+        raise ParamError("grpo.grad_accum", cfg.grad_accum, f"must divide each process's {per_process} responses per step")
     args = TrlGRPOConfig(
         output_dir=str(ckpt),
         max_steps=cfg.steps,
-        per_device_train_batch_size=per_process,
+        # TRL generates per_device * steps_per_generation responses per step (steps_per_generation defaults
+        # to gradient_accumulation_steps), so the step's batch and its advantages are unchanged
+        per_device_train_batch_size=per_process // cfg.grad_accum,
+        gradient_accumulation_steps=cfg.grad_accum,
         num_generations=cfg.num_generations,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_schedule,
