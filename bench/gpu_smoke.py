@@ -26,6 +26,9 @@ from rlhfpipe.data.corpus import generate_corpus
 from rlhfpipe.models.loading import save_model, train_tokenizer
 from rlhfpipe.training.common import NullLive
 
+# the trainers run from a scratch folder (their checkpoints land there), so params.yaml is named by its place
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
 SHAPES = {
     # HuggingFaceTB/SmolLM2-135M config.json
     "smollm2-135m": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
@@ -93,8 +96,8 @@ def run_shape(name: str, device: torch.device, work: Path, sizes: dict) -> list[
     def row(phase, items, seconds, peak):
         out.append({"shape": name, "phase": phase, "items/s": items / seconds, "peak_gib": peak, "seconds": seconds})
 
-    model_cfg = dataclasses.replace(load_section("model"), name_or_path=str(init_dir))
-    sft_cfg = dataclasses.replace(load_section("sft"), epochs=steps * b / len(sft_rows), batch_size=b, learning_rate=1e-4, max_length=256,
+    model_cfg = dataclasses.replace(load_section("model", PARAMS), name_or_path=str(init_dir))
+    sft_cfg = dataclasses.replace(load_section("sft", PARAMS), epochs=steps * b / len(sft_rows), batch_size=b, learning_rate=1e-4, max_length=256,
                         save_every=1.0)
     (model, _), s, peak = timed(device, lambda: train_sft(sft_cfg, model_cfg, tokenizer, sft_rows, sft_rows[:b],
                                                           NullLive(), f"{name}-sft", precision="bf16"))
@@ -103,7 +106,7 @@ def run_shape(name: str, device: torch.device, work: Path, sizes: dict) -> list[
     save_model(model, tokenizer, sft_dir)
     del model
 
-    reward_cfg = dataclasses.replace(load_section("reward"), epochs=steps * b / len(pairs), batch_size=b, max_length=256)
+    reward_cfg = dataclasses.replace(load_section("reward", PARAMS), epochs=steps * b / len(pairs), batch_size=b, max_length=256)
     (model, _), s, peak = timed(device, lambda: train_reward(reward_cfg, str(sft_dir), tokenizer, pairs, pairs[:b],
                                                              NullLive(), f"{name}-reward", precision="bf16"))
     row("reward", steps * b, s, peak)
@@ -113,7 +116,7 @@ def run_shape(name: str, device: torch.device, work: Path, sizes: dict) -> list[
     del model
 
     registry = RewardRegistry(RewardModel(reward_dir, device))
-    ppo_cfg = dataclasses.replace(load_section("ppo"), total_episodes=steps * b, batch_size=b, mini_batches=2, ppo_epochs=1, max_new_tokens=48,
+    ppo_cfg = dataclasses.replace(load_section("ppo", PARAMS), total_episodes=steps * b, batch_size=b, mini_batches=2, ppo_epochs=1, max_new_tokens=48,
                         learning_rate=1e-5, rewards=[RewardTerm("reward_model", 1.0)], save_every=1.0)
     models = build_models(ppo_cfg, str(sft_dir), str(reward_dir), tokenizer, device)
     _, s, peak = timed(device, lambda: train_ppo(ppo_cfg, models, tokenizer, prompts, registry, NullLive(),
@@ -121,7 +124,7 @@ def run_shape(name: str, device: torch.device, work: Path, sizes: dict) -> list[
     row("ppo", steps * b, s, peak)
     del models
 
-    grpo_cfg = dataclasses.replace(load_section("grpo"), steps=steps, prompts_per_step=b // 2, num_generations=2, max_completion_length=48,
+    grpo_cfg = dataclasses.replace(load_section("grpo", PARAMS), steps=steps, prompts_per_step=b // 2, num_generations=2, max_completion_length=48,
                           rewards=[RewardTerm("reward_model", 1.0)], save_every=1.0)
     _, s, peak = timed(device, lambda: train_grpo(grpo_cfg, str(sft_dir), tokenizer, prompts, registry, NullLive(),
                                                   f"{name}-grpo", precision="bf16"))

@@ -17,8 +17,8 @@ def run_sft(root: Path, report_to: list[str]) -> None:
     params["runtime"]["report_to"] = report_to
     write_params(root, params)
     for name, args in (("corpus", ["data/corpus/corpus.jsonl"]), ("prepare", ["data/prepared", "metrics/data.json"]),
-                       ("tokenizer", ["data/prepared", "models/tokenizer"]),
-                       ("sft", ["data/prepared", "models/tokenizer", "models/sft", "metrics/sft.json", "metrics/train/sft"])):
+                       ("base_model", ["data/prepared", "models/base"]),
+                       ("sft", ["data/prepared", "models/base", "models/sft", "metrics/sft.json", "metrics/train/sft"])):
         proc = stage(name, *args, cwd=root)
         assert proc.returncode == 0, proc.stderr[-2000:]
 
