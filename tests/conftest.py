@@ -1,6 +1,8 @@
 import contextlib
 import dataclasses
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -148,6 +150,53 @@ def pipeline(tmp_path_factory) -> BuiltPipeline:
     write_params(repo, tiny_params())
     proc = run(["dvc", "repro"], cwd=repo)
     return BuiltPipeline(repo, out_md5s(repo), proc.stdout)
+
+
+@dataclasses.dataclass(frozen=True)
+class KilledBuild:
+    repo: Path
+    """the second build, finished: read it, never change it"""
+    logs: dict
+    """what each killed ``dvc repro <stage>`` printed, and ``end``: the final ``dvc repro`` of the whole graph"""
+    kept: dict
+    """``stage`` -> the outputs dvc.lock recorded right after ``stage`` was killed"""
+    dialogue_checkpoint: dict
+    """dialogue_ppo's ``training_info.json`` at its kill (the resumed run deletes it)"""
+
+
+def trainer_checkpoint(repo: Path, stage: str, min_step: int):
+    """Whether the HF Trainer of ``stage`` has saved a checkpoint at step >= ``min_step``."""
+    def ready() -> bool:
+        return any(int(p.name.split("-")[1]) >= min_step and (p / "trainer_state.json").is_file()
+                   for p in (repo / "checkpoints" / stage).glob("checkpoint-*"))
+    return ready
+
+
+@pytest.fixture(scope="session")
+def killed_build(tmp_path_factory) -> KilledBuild:
+    """The second full build of the session: ``dvc repro <stage>`` SIGKILLed in turn after a checkpoint of sft
+    (4 of 11 steps), reward, ppo (1 of 2 updates), grpo and dialogue_ppo, then one ``dvc repro`` of the whole
+    graph. Its md5s against ``pipeline``'s prove determinism and resume equality at once."""
+    root = tmp_path_factory.mktemp("killed")
+    repo = copy_repo(root / "repo")
+    write_params(repo, tiny_params())
+    logs, kept = {}, {}
+    dialogue = repo / "checkpoints/dialogue_ppo/checkpoint"
+    for name, ready in (("sft", trainer_checkpoint(repo, "sft", 4)), ("reward", trainer_checkpoint(repo, "reward", 1)),
+                        ("ppo", lambda: (repo / "checkpoints/ppo/checkpoint/state.json").is_file()),
+                        ("grpo", trainer_checkpoint(repo, "grpo", 1)),
+                        ("dialogue_ppo", lambda: (dialogue / "state.json").is_file())):
+        logs[name] = repro_until(repo, ready, root / f"{name}.log", name)
+        kept[name] = out_md5s(repo)
+    info = json.loads((dialogue / "training_info.json").read_text())
+    logs["end"] = run(["dvc", "repro"], cwd=repo).stdout
+    return KilledBuild(repo, logs, kept, info)
+
+
+def stage_output(log: str, name: str) -> str:
+    """The part of a ``dvc repro`` log that stage ``name`` printed (empty when it did not run)."""
+    parts = re.split(r"Running stage '([^']+)'", log)
+    return "".join(text for stage_name, text in zip(parts[1::2], parts[2::2]) if stage_name == name)
 
 
 def pipeline_copy(pipeline: BuiltPipeline, dest: Path) -> Path:
