@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rlhfpipe.cli import setup_runtime
 from rlhfpipe.config import load_section
-from rlhfpipe.devices import stage_device
+from rlhfpipe.devices import stage_device, stage_precision
 from rlhfpipe.io import read_jsonl
 from rlhfpipe.models.loading import load_tokenizer
 from rlhfpipe.models.prompt_length import prompt_length
@@ -67,6 +67,7 @@ def main(argv: list[str]) -> int:
                               max_prompt_length=max(cfg.max_prompt_length, args.prompt_tokens))
     setup_runtime(runtime.num_threads, cfg.seed)
     device = stage_device(launched=True)
+    precision = stage_precision(runtime.precision, device)
     tokenizer = load_tokenizer("models/sft")
     prompts = long_prompts(tokenizer, read_jsonl(Path("data/prepared/prompts_train.jsonl")), cfg.batch_size,
                            args.prompt_tokens)
@@ -77,10 +78,10 @@ def main(argv: list[str]) -> int:
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as ckpt:
         state = train_ppo(cfg, models, tokenizer, prompts, registry, NullLive(), Path(ckpt),
-                          precision=runtime.precision)
+                          precision=precision)
     result = {
         "prompt_tokens": [lengths[0], lengths[-1]], "batch_size": cfg.batch_size,
-        "max_new_tokens": cfg.max_new_tokens, "updates": state.update, "precision": runtime.precision,
+        "max_new_tokens": cfg.max_new_tokens, "updates": state.update, "precision": precision,
         "lora": cfg.lora.enabled, "value_model": cfg.value_model,
         "seconds": round(time.monotonic() - start, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30, 2),

@@ -3,7 +3,7 @@
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
 from rlhfpipe.data.summary_prompt import summary_references
-from rlhfpipe.devices import stage_device
+from rlhfpipe.devices import stage_device, stage_precision
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import load_tokenizer, save_model
@@ -24,6 +24,7 @@ def main(argv: list[str]) -> None:
     setup_runtime(runtime.num_threads, it.seed)
     trackers.activate(runtime.report_to, runtime.tracker_dir, f"moodpo_{n}")
     device = stage_device(trl_single=True)
+    precision = stage_precision(runtime.precision, device)
     tokenizer = load_tokenizer(start_dir)
     names = [o.name for o in cfg.objectives]
     dataset = weighted_prompts(load_prompts(prompts_path, cfg.prompt_column), names, cfg.alpha, cfg.weights_per_prompt, it)
@@ -34,7 +35,7 @@ def main(argv: list[str]) -> None:
     with atomic_path(curves_dir) as curves:
         live = open_live(curves)
         model, metrics = train_moodpo(cfg, it, f"moodpo_{n}", start_dir, tokenizer, dataset, registry, live,
-                                      runtime.precision)
+                                      precision)
         live.end()
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)

@@ -6,7 +6,7 @@ from rlhfpipe import distributed
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
 from rlhfpipe.data.summary_prompt import summary_references
-from rlhfpipe.devices import refuse_deepspeed, stage_device
+from rlhfpipe.devices import refuse_deepspeed, stage_device, stage_precision
 from rlhfpipe.evaluation.plots import training_panels
 from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import load_tokenizer, save_model
@@ -26,6 +26,7 @@ def main(argv: list[str]) -> None:
     trackers.activate(runtime.report_to, runtime.tracker_dir, "ppo")
     refuse_deepspeed("ppo")
     device = stage_device(launched=True)
+    precision = stage_precision(runtime.precision, device)
     tokenizer = load_tokenizer(sft_dir)
     rows, dropped = drop_long_prompts(tokenizer, read_jsonl(Path(prepared) / "prompts_train.jsonl"),
                                       cfg.max_prompt_length, "ppo.max_prompt_length", conversation=lambda r: r["prompt"])
@@ -33,12 +34,12 @@ def main(argv: list[str]) -> None:
     models = build_models(cfg, sft_dir, reward_dir, tokenizer, device)
     registry = RewardRegistry(RewardModel(reward_dir, device), normalize_reward_model=cfg.normalize_rewards,
                               cohesion_weights=load_section("cohesion"), references=summary_references(rows))
-    key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(prepared) / "prompts_train.jsonl"),
+    key = fingerprint(as_dict(cfg), as_dict(runtime), precision, file_digest(Path(prepared) / "prompts_train.jsonl"),
                       file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
     ckpt, _ = checkpoint_dir("ppo", key)
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
-        state = train_ppo(cfg, models, tokenizer, prompts, registry, live, ckpt, precision=runtime.precision)
+        state = train_ppo(cfg, models, tokenizer, prompts, registry, live, ckpt, precision=precision)
         live.end()
     if not distributed.is_main():  # the policy, metrics and figure are written once, by the main process
         return

@@ -5,7 +5,7 @@ from pathlib import Path
 from rlhfpipe import distributed
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
-from rlhfpipe.devices import place, stage_device
+from rlhfpipe.devices import place, stage_device, stage_precision
 from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import load_causal_lm, load_tokenizer, save_model
 from rlhfpipe.rewards.reward_model import RewardModel, STATS_FILE
@@ -21,13 +21,14 @@ def main(argv: list[str]) -> None:
     setup_runtime(runtime.num_threads, cfg.seed)
     trackers.activate(runtime.report_to, runtime.tracker_dir, "reward")
     device = stage_device(launched=True)
+    precision = stage_precision(runtime.precision, device)
     tokenizer = load_tokenizer(sft_dir)
     train_rows, test_rows = read_jsonl(Path(pairs_dir) / "train.jsonl"), read_jsonl(Path(pairs_dir) / "test.jsonl")
-    key = fingerprint(as_dict(cfg), as_dict(runtime), file_digest(Path(pairs_dir)), file_digest(Path(sft_dir)))
+    key = fingerprint(as_dict(cfg), as_dict(runtime), precision, file_digest(Path(pairs_dir)), file_digest(Path(sft_dir)))
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
         model, train_metrics = train_reward(cfg, sft_dir, tokenizer, train_rows, test_rows, live, key,
-                                            precision=runtime.precision)
+                                            precision=precision)
         live.end()
     if not distributed.is_main():  # evaluation and every output belong to the main process
         return

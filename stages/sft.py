@@ -5,7 +5,7 @@ from pathlib import Path
 from rlhfpipe import distributed
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
-from rlhfpipe.devices import stage_device
+from rlhfpipe.devices import stage_device, stage_precision
 from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import DTYPES, load_tokenizer, save_model
 from rlhfpipe.training import trackers
@@ -19,16 +19,17 @@ def main(argv: list[str]) -> None:
     runtime, cfg, model_cfg = load_section("runtime"), load_section("sft"), load_section("model")
     setup_runtime(runtime.num_threads, cfg.seed)
     trackers.activate(runtime.report_to, runtime.tracker_dir, "sft")
-    stage_device(launched=True)
+    device = stage_device(launched=True)
+    precision = stage_precision(runtime.precision, device)
     tokenizer = load_tokenizer(base_dir)
     train_rows = read_jsonl(Path(prepared) / "sft_train.jsonl")
     val_rows = read_jsonl(Path(prepared) / "sft_val.jsonl")
-    key = fingerprint(as_dict(cfg), model_cfg.dtype, as_dict(runtime),
+    key = fingerprint(as_dict(cfg), model_cfg.dtype, as_dict(runtime), precision,
                       file_digest(Path(prepared) / "sft_train.jsonl"), file_digest(Path(base_dir)))
     with distributed.main_output(curves_dir) as curves:
         live = open_live(curves)
         model, metrics = train_sft(cfg, model_cfg, tokenizer, train_rows, val_rows, live, key,
-                                   base_dir=base_dir, precision=runtime.precision)
+                                   base_dir=base_dir, precision=precision)
         live.end()
     if not distributed.is_main():  # the model and metrics are written once, by the main process
         return

@@ -42,6 +42,7 @@ def objectives(*names):
     ("ppo", {"target_kl": 0.0}, "ppo.target_kl", "must be > 0"),
     ("ppo", {"vf_coef": -0.1}, "ppo.vf_coef", "must be >= 0"),
     ("ppo", {"reward_clip": float("nan")}, "ppo.reward_clip", "must be a finite number"),
+    ("runtime", {"precision": "fp16"}, "runtime.precision", "must be auto, fp32 or bf16"),
 ])
 def test_bad_value_is_refused_by_its_key(tmp_path, section, values, key, rule):
     params = copy.deepcopy(DEFAULTS)

@@ -142,6 +142,33 @@ def test_first_ppo_minibatch_has_unit_ratio_and_zero_kl_under_autocast(tokenizer
     assert {p.dtype for p in models.value_model.parameters()} == {torch.float32}
 
 
+@pytest.mark.parametrize("avx512_bf16, amx, chosen", [(True, False, "bf16"), (False, True, "bf16"), (False, False, "fp32")])
+def test_auto_precision_takes_bf16_only_where_the_cpu_has_bf16_units(avx512_bf16, amx, chosen, monkeypatch, capsys):
+    from rlhfpipe.devices import stage_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    cpu = torch.device("cpu")
+    assert stage_precision("auto", cpu) == chosen
+    units = "has" if chosen == "bf16" else "has no"
+    assert capsys.readouterr().out == f"runtime.precision auto -> {chosen} (this CPU {units} bf16 units)\n"
+    # an explicit choice is kept, whatever the hardware, and says nothing
+    assert (stage_precision("fp32", cpu), stage_precision("bf16", cpu)) == ("fp32", "bf16")
+    assert capsys.readouterr().out == ""
+
+
+def test_auto_precision_asks_the_gpu_when_one_is_visible(monkeypatch):
+    from rlhfpipe import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert devices.stage_precision("auto") == "bf16"  # native bf16 on the GPU, none on the CPU
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert devices.stage_precision("auto") == "fp32"  # a GPU that only emulates bf16 (pre-Ampere)
+
+
 def test_sft_under_bfloat16_weights_trains_fp32_masters(tokenizer, tmp_path, monkeypatch):
     from rlhfpipe.training.sft import train_sft
 
