@@ -53,9 +53,9 @@ def quick_params() -> dict:
 
 
 def tiny_params(overrides: dict | None = None) -> dict:
-    """The quick profile with the tiny settings (and ``overrides``) merged in. TINY_PARAMS also pins the
-    quick-profile values the tests' tolerances were set with (reward.norm_prompts: the two-process reward test
-    compares the mean score of that many samples), so trimming the quick profile's time changes no test."""
+    """The quick profile with the tiny settings (and ``overrides``, which replace a TINY_PARAMS section whole)
+    merged in. TINY_PARAMS also pins quick-profile values the tests were built with (reward.norm_prompts,
+    dialogue.child_sft.epochs), so trimming the quick profile's time does not change what the tests run."""
     params = quick_params()
     for section, values in {**TINY_PARAMS, **(overrides or {})}.items():
         merge(params.setdefault(section, {}), values)

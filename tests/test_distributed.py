@@ -208,8 +208,10 @@ def trained(tmp_path_factory):
         "runtime": {"num_threads": 1},
         "model": {"name_or_path": str(root / "local_model")},
         "sft": {"epochs": 1.0, "batch_size": GLOBAL_BATCH, "learning_rate": 0.003, "lora": LORA},
-        "preferences": {"strategy": "shuffled"},
-        "reward": {"epochs": 1.0, "batch_size": GLOBAL_BATCH, "bootstrap_samples": 50, "lora": LORA},
+        "preferences": {"strategy": "shuffled", "max_prompts": 700},
+        # sft_sample_reward_mean below is the mean score of norm_prompts samples: 256 keeps the float noise
+        # of two processes inside TOLERANCE
+        "reward": {"epochs": 1.0, "batch_size": GLOBAL_BATCH, "bootstrap_samples": 50, "norm_prompts": 256, "lora": LORA},
         # adaptive KL and reward whitening use statistics gathered over processes
         "ppo": {"total_episodes": 2 * GLOBAL_BATCH, "batch_size": GLOBAL_BATCH, "mini_batches": 2, "grad_accum": 2,
                 "ppo_epochs": 1, "max_new_tokens": 12, "adaptive_kl": True, "kl_horizon": 100,
