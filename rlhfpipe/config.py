@@ -96,6 +96,7 @@ def validate_reward_terms(terms: list[RewardTerm], key: str) -> None:
 # Sections
 # --------------------------------------------------------------------------------------------------
 TRACKERS = ("dvclive", "tensorboard", "wandb")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -120,7 +121,7 @@ class RuntimeConfig:
         check(len(set(self.report_to)) == len(self.report_to), "report_to", self.report_to, "names a tracker twice")
         check(self.tracker_dir.strip() != "", "tracker_dir", self.tracker_dir, "must name a folder")
         check(self.num_threads >= 1, "num_threads", self.num_threads, "must be >= 1")
-        check(self.precision in ("auto", "fp32", "bf16"), "precision", self.precision, "must be auto, fp32 or bf16")
+        check(self.precision in PRECISIONS, "precision", self.precision, "must be auto, fp32 or bf16")
         check(self.launcher.strip() != "", "launcher", self.launcher, "must name a command, e.g. python")
 
 

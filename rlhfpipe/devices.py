@@ -14,8 +14,6 @@ import torch
 from rlhfpipe import distributed
 from rlhfpipe.errors import PipelineError
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
 
 def stage_device(launched: bool = False, trl_single: bool = False) -> torch.device:
     """This process's device (joining the launcher's process group first); TF32 matmuls on CUDA.
