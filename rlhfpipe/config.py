@@ -40,6 +40,14 @@ def nested(key: str, validate) -> None:
         raise ParamError(f"{key}.{err.key}", err.value, err.rule) from None
 
 
+def check_trainer_budget(cfg) -> None:
+    """The fields every TRL-trained section (sft, reward) shares: epochs, learning_rate, batch_size, max_length."""
+    check(cfg.epochs > 0, "epochs", cfg.epochs, "must be > 0")
+    check(0 < cfg.learning_rate < 1, "learning_rate", cfg.learning_rate, "must be in (0, 1)")
+    check(cfg.batch_size >= 1, "batch_size", cfg.batch_size, "must be >= 1")
+    check(cfg.max_length >= 8, "max_length", cfg.max_length, "must be >= 8")
+
+
 def exact_div(a: int, b: int, key: str) -> int:
     """Integer division that refuses a remainder instead of silently dropping samples."""
     check(b > 0 and a % b == 0, key, b, f"must divide {a} exactly")
@@ -260,10 +268,7 @@ class SFTConfig:
     """seed of data order and dropout"""
 
     def validate(self) -> None:
-        check(self.epochs > 0, "epochs", self.epochs, "must be > 0")
-        check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1)")
-        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
-        check(self.max_length >= 8, "max_length", self.max_length, "must be >= 8")
+        check_trainer_budget(self)
         check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
         check(0 < self.save_every <= 1, "save_every", self.save_every, "must be in (0, 1]")
         nested("lora", self.lora.validate)
@@ -337,10 +342,7 @@ class RewardConfig:
     """seed of data order"""
 
     def validate(self) -> None:
-        check(self.epochs > 0, "epochs", self.epochs, "must be > 0")
-        check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1)")
-        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
-        check(self.max_length >= 8, "max_length", self.max_length, "must be >= 8")
+        check_trainer_budget(self)
         check(self.margin >= 0, "margin", self.margin, "must be >= 0")
         check(self.center_rewards_coefficient >= 0, "center_rewards_coefficient", self.center_rewards_coefficient, "must be >= 0")
         check(self.bootstrap_samples >= 10, "bootstrap_samples", self.bootstrap_samples, "must be >= 10")
