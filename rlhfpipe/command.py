@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 from pathlib import Path
 from typing import Callable
@@ -79,6 +80,9 @@ def help_text() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if hasattr(signal, "SIGPIPE"):
+        # `rlhfpipe ppo --help | head` closes the pipe early: end quietly, as other command-line tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if not argv or argv[0] in ("-h", "--help"):
         print(help_text())
         sys.exit(0 if argv else 2)
