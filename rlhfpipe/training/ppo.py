@@ -303,7 +303,15 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
     batch_size, mini_batch_size, micro_batch_size = (n // world for n in (
         cfg.batch_size, cfg.mini_batch_size, cfg.micro_batch_size))
     device = next(models.policy.parameters()).device
-    optimizer = torch.optim.AdamW(models.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5, weight_decay=0.0)
+    if device.type == "cpu":
+        # Weights loaded from safetensors are copy-on-write maps of the file: the first optimizer step would fault
+        # their pages in one at a time (3 s for the real model's policy and value). One copy now costs a tenth.
+        for param in models.trainable_parameters():
+            param.data = param.data.clone()
+    # The fused kernel updates every tensor in one pass; the default foreach path holds temporaries the size of
+    # all trainable weights, which on a full fine-tune of the real model is a gigabyte and several seconds.
+    optimizer = torch.optim.AdamW(models.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5, weight_decay=0.0,
+                                  fused=True if device.type in ("cpu", "cuda") else None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg.lr_schedule, cfg.num_updates, int(cfg.warmup_ratio * cfg.num_updates)))
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
@@ -358,8 +366,10 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
             ref_logprobs, values = ref_logprobs * mask, values * mask
             if recomputed is not None:
                 logprobs = recomputed * mask
-            # 4. scores: weighted registry rewards, missing-EOS penalty, clipping
-            scores, components = registry.combine(cfg.rewards, batch_prompts, texts)
+            # 4. scores: weighted registry rewards, missing-EOS penalty, clipping; the reward model's forward runs
+            # under the same autocast as the other rollout forwards (scores come out in fp32)
+            with autocast(precision, device):
+                scores, components = registry.combine(cfg.rewards, batch_prompts, texts)
             scores = scores.to(device)
             has_eos = torch.isin(responses, torch.tensor(eos_id, device=device)).any(dim=1)
             scores = scores - cfg.missing_eos_penalty * (~has_eos).float()  # N+ ppo.py#L665-L667
@@ -388,23 +398,31 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
                 for micro_start in range(0, mini_batch_size, micro_batch_size):
                     inds = mb_inds[micro_start:micro_start + micro_batch_size]
                     mb_mask = mask[inds].float()
-                    with autocast(precision, device):
-                        logits, mb_hidden = forward_policy(
-                            models, input_ids[inds], attention_mask[inds], context_length, cfg.temperature,
-                            want_hidden=isinstance(models.value_model, ValueHead))
-                        new_values = response_values(models, input_ids[inds], attention_mask[inds], context_length,
-                                                     mb_hidden)
-                    new_logprobs = logprobs_from_logits(logits, responses[inds], cfg.temperature)
-                    pg_loss, pg_stats = policy_loss(new_logprobs, logprobs[inds], advantages[inds], mb_mask, cfg.cliprange)
-                    vf_loss, vf_clipfrac = value_loss(new_values, values[inds], returns[inds], mb_mask, cfg.cliprange_value)
+                    shared = isinstance(models.value_model, ValueHead)
                     # Token means over this process's micro-batch rows, weighted by their share of the mini-batch's
                     # tokens over all processes (times the process count, which averaging gradients divides out):
                     # summed over micro-batches and averaged over processes they become the token mean over the
                     # whole mini-batch, however ragged the responses and however many micro-batches.
                     weight = float(mb_mask.sum() * distributed.world_size() / mb_tokens)
-                    loss = (pg_loss + cfg.vf_coef * vf_loss) * weight
                     share = weight * cfg.grad_accum  # logged means: one entry per micro-batch, token-weighted
-                    loss.backward()
+                    with autocast(precision, device):
+                        logits, mb_hidden = forward_policy(
+                            models, input_ids[inds], attention_mask[inds], context_length, cfg.temperature,
+                            want_hidden=shared)
+                    new_logprobs = logprobs_from_logits(logits, responses[inds], cfg.temperature)
+                    pg_loss, pg_stats = policy_loss(new_logprobs, logprobs[inds], advantages[inds], mb_mask, cfg.cliprange)
+                    if not shared:
+                        # A separate value model shares no weights with the policy: backward through each graph in
+                        # turn gives the same gradients as one backward of the sum, and never holds both graphs.
+                        (pg_loss * weight).backward()
+                    with autocast(precision, device):
+                        new_values = response_values(models, input_ids[inds], attention_mask[inds], context_length,
+                                                     mb_hidden)
+                    vf_loss, vf_clipfrac = value_loss(new_values, values[inds], returns[inds], mb_mask, cfg.cliprange_value)
+                    if shared:
+                        ((pg_loss + cfg.vf_coef * vf_loss) * weight).backward()
+                    else:
+                        (cfg.vf_coef * vf_loss * weight).backward()
                     with torch.no_grad():
                         stats["pg_loss"].append(pg_loss.item() * share)
                         stats["vf_loss"].append(vf_loss.item() * share)
