@@ -37,6 +37,14 @@ def setup_runtime(num_threads: int, seed: int) -> None:
 
 
 def usage(argv: list[str], n: int, names: str) -> list[str]:
+    """The ``n`` paths a stage is called with. ``--help`` prints the usage line; any other option is refused, so
+    that ``stages/corpus.py --help`` never writes a corpus to a file named ``--help``."""
+    if argv in (["-h"], ["--help"]):
+        print(f"usage: {names}\n(the params.yaml keys a stage reads: rlhfpipe STAGE --help)")
+        sys.exit(0)
+    options = [arg for arg in argv if arg.startswith("-")]
+    if options:
+        raise PipelineError(f"usage: {names} (takes no options, got {options[0]!r})")
     if len(argv) != n:
         raise PipelineError(f"usage: {names} (got {len(argv)} arguments, expected {n})")
     return argv

@@ -34,7 +34,7 @@ def test_stage_help_shows_each_declared_field_with_its_doc_and_current_value(tmp
     at = lines.index("  ppo.kl_coef = 0.125")
     assert lines[at + 1].strip() == "KL penalty coefficient beta (initial value when adaptive_kl)"  # its field doc
     assert "  ppo.lora.r = 16" in lines  # nested sections are walked
-    assert "  runtime.num_threads = 2" in lines
+    assert f"  runtime.num_threads = {params['runtime']['num_threads']}" in lines
     assert not any(line.startswith("  sft.") for line in lines)  # ppo does not read sft
 
 
@@ -53,3 +53,15 @@ def test_a_stage_by_name_runs_the_same_main_as_its_script(tmp_path):
     digest = [hashlib.md5((tmp_path / f).read_bytes()).hexdigest() for f in ("a.jsonl", "b.jsonl")]
     assert digest[0] == digest[1]
     assert cli("corpus", cwd=tmp_path).stderr.startswith("error: usage: ")
+
+
+def test_a_stage_script_given_an_option_prints_its_usage_and_writes_nothing(tmp_path):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    script = str(REPO / "stages/corpus.py")
+    helped = subprocess.run([sys.executable, script, "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: corpus.py OUT_JSONL\n")
+    refused = subprocess.run([sys.executable, script, "-o"], cwd=tmp_path, capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert refused.stderr == "error: usage: corpus.py OUT_JSONL (takes no options, got '-o')\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
