@@ -27,4 +27,4 @@ quick: setup
 
 ## Set up and run every test, the slow end-to-end ones included.
 test: setup
-	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest -q --durations=20
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest -q -n auto --no-loadscope-reorder --durations=20

@@ -19,6 +19,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# `make test` runs the suite in one pytest-xdist worker per core. Each worker, and every stage it starts, then
+# uses one thread: two workers of two OpenMP threads each on two cores slow each other down many times over,
+# while one thread each keeps both cores busy (most of the suite is single-threaded process start-up and
+# imports). Run serially, the stages keep params.yaml's runtime.num_threads.
+PARALLEL = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
+if PARALLEL:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
 TINY_PARAMS = {
     "corpus": {"n_dialogues": 80},
     "tokenizer": {"vocab_size": 400},
@@ -49,6 +58,8 @@ def quick_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in yaml.safe_load((REPO / "configs/presets/quick.yaml").read_text()).items():
         merge(params.setdefault(section, {}), values)
+    if PARALLEL:
+        params["runtime"]["num_threads"] = 1
     return params
 
 
@@ -231,6 +242,44 @@ def require_module(name: str):
         return importlib.import_module(name)
     except ImportError as err:
         missing(f"cannot import {name}: {err}")
+
+
+# Scheduling for `pytest -n N --no-loadscope-reorder` (make test). The files whose tests read the session's two
+# full builds (the fixtures below) run whole on one worker, so the builds happen once; every other file runs whole
+# on one worker too, so its module fixtures are built once. The longest groups (measured) are queued first, so that
+# no worker starts a long one after the others have run dry.
+SHARED_BUILDS = {"pipeline", "killed_build"}
+SHARED_BUILD_FILES = {"test_dialogue", "test_moodpo", "test_pipeline_e2e", "test_plots", "test_reliability",
+                      "test_stages"}
+LONGEST_FIRST = ["pipeline", "test_base_model", "test_distributed", "test_preferences", "test_trackers",
+                 "test_scale"]
+
+
+def test_group(nodeid: str) -> str:
+    stem = Path(nodeid.split("::", 1)[0]).stem
+    return "pipeline" if stem in SHARED_BUILD_FILES else stem
+
+
+def pytest_xdist_make_scheduler(config, log):
+    # xdist's own --dist loadgroup cannot be used: it tags node ids through an attribute pytest 9 no longer reads
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    strays = sorted({item.path.name for item in items
+                     if SHARED_BUILDS & set(item.fixturenames) and test_group(item.nodeid) != "pipeline"})
+    if strays:
+        raise pytest.UsageError(f"tests/conftest.py: add {', '.join(strays)} to SHARED_BUILD_FILES: its tests read "
+                                "the session's shared builds, which every worker that runs them would build again")
+    if PARALLEL:
+        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(test_group(item.nodeid), len(rank)))
 
 
 def pytest_runtest_setup(item):
