@@ -1,5 +1,6 @@
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -244,20 +245,37 @@ def require_module(name: str):
         missing(f"cannot import {name}: {err}")
 
 
-# Scheduling for `pytest -n N --no-loadscope-reorder` (make test). The files whose tests read the session's two
-# full builds (the fixtures below) run whole on one worker, so the builds happen once; every other file runs whole
-# on one worker too, so its module fixtures are built once. The longest groups (measured) are queued first, so that
-# no worker starts a long one after the others have run dry.
+# Scheduling for `pytest -n N --no-loadscope-reorder` (make test). The tests that read the session's two full
+# builds (the fixtures below) run on one worker, so the builds happen once; every other test runs with the rest of
+# its file on one worker, so module fixtures are built once. The longest groups (measured) are queued first, so
+# that no worker starts a long one after the others have run dry. The scheduler sees node ids only, so which tests
+# read the builds is read from the source (a test's arguments, through fixtures of its file); the collection
+# check below stops the run with one line if that reading ever disagrees with pytest's.
 SHARED_BUILDS = {"pipeline", "killed_build"}
-SHARED_BUILD_FILES = {"test_dialogue", "test_moodpo", "test_pipeline_e2e", "test_plots", "test_reliability",
-                      "test_stages"}
 LONGEST_FIRST = ["pipeline", "test_base_model", "test_distributed", "test_preferences", "test_trackers",
-                 "test_scale"]
+                 "test_reliability", "test_dialogue", "test_scale"]
+
+
+@functools.cache
+def tests_reading_shared_builds(path: Path) -> frozenset[str]:
+    import ast
+
+    functions = {node.name: {a.arg for a in node.args.args} for node in ast.parse(path.read_text()).body
+                 if isinstance(node, ast.FunctionDef)}
+    readers, grew = set(SHARED_BUILDS), True
+    while grew:  # fixtures of the file that read a build, through any chain of fixtures
+        grew = False
+        for name, args in functions.items():
+            if not name.startswith("test_") and name not in readers and readers & args:
+                readers.add(name)
+                grew = True
+    return frozenset(name for name, args in functions.items() if name.startswith("test_") and readers & args)
 
 
 def test_group(nodeid: str) -> str:
-    stem = Path(nodeid.split("::", 1)[0]).stem
-    return "pipeline" if stem in SHARED_BUILD_FILES else stem
+    path, _, rest = nodeid.partition("::")
+    name = rest.split("::")[-1].split("[")[0]
+    return "pipeline" if name in tests_reading_shared_builds(REPO / path) else Path(path).stem
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -272,11 +290,11 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    strays = sorted({item.path.name for item in items
-                     if SHARED_BUILDS & set(item.fixturenames) and test_group(item.nodeid) != "pipeline"})
+    strays = sorted(item.nodeid for item in items
+                    if bool(SHARED_BUILDS & set(item.fixturenames)) != (test_group(item.nodeid) == "pipeline"))
     if strays:
-        raise pytest.UsageError(f"tests/conftest.py: add {', '.join(strays)} to SHARED_BUILD_FILES: its tests read "
-                                "the session's shared builds, which every worker that runs them would build again")
+        raise pytest.UsageError(f"tests/conftest.py: test_group misreads whether {strays[0]} reads the session's "
+                                "shared builds; a worker would build them again or wait for them needlessly")
     if PARALLEL:
         rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
         items.sort(key=lambda item: rank.get(test_group(item.nodeid), len(rank)))
