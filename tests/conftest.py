@@ -272,7 +272,7 @@ def tests_reading_shared_builds(path: Path) -> frozenset[str]:
     return frozenset(name for name, args in functions.items() if name.startswith("test_") and readers & args)
 
 
-def test_group(nodeid: str) -> str:
+def worker_group(nodeid: str) -> str:
     path, _, rest = nodeid.partition("::")
     name = rest.split("::")[-1].split("[")[0]
     return "pipeline" if name in tests_reading_shared_builds(REPO / path) else Path(path).stem
@@ -284,20 +284,20 @@ def pytest_xdist_make_scheduler(config, log):
 
     class GroupScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return test_group(nodeid)
+            return worker_group(nodeid)
 
     return GroupScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
     strays = sorted(item.nodeid for item in items
-                    if bool(SHARED_BUILDS & set(item.fixturenames)) != (test_group(item.nodeid) == "pipeline"))
+                    if bool(SHARED_BUILDS & set(item.fixturenames)) != (worker_group(item.nodeid) == "pipeline"))
     if strays:
-        raise pytest.UsageError(f"tests/conftest.py: test_group misreads whether {strays[0]} reads the session's "
+        raise pytest.UsageError(f"tests/conftest.py: worker_group misreads whether {strays[0]} reads the session's "
                                 "shared builds; a worker would build them again or wait for them needlessly")
     if PARALLEL:
         rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-        items.sort(key=lambda item: rank.get(test_group(item.nodeid), len(rank)))
+        items.sort(key=lambda item: rank.get(worker_group(item.nodeid), len(rank)))
 
 
 def pytest_runtest_setup(item):
