@@ -105,6 +105,7 @@ def ppo_config_from_anchor(anchor: dict, episodes: int | None) -> PPOConfig:
         normalize_rewards=False,  # the anchor's reward model has no statistics: raw score, as TRL uses it
         reward_clip=0.0,  # TRL does not clip the score
         missing_eos_penalty=anchor["missing_eos_penalty"],
+        length_floor=0.0,  # TRL has no length floor
         temperature=anchor["temperature"],
         max_new_tokens=anchor["response_length"],
         value_model="separate",

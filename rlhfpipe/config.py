@@ -85,16 +85,18 @@ class RewardTerm:
     """weight of this term in the weighted sum"""
 
 
-REWARD_NAMES = ("reward_model", "empathy", "cohesion", "brevity", "summary", "faithful")
-MODEL_FREE_REWARD_NAMES = tuple(name for name in REWARD_NAMES if name != "reward_model")
+REWARD_NAMES = ("reward_model", "empathy", "cohesion", "brevity", "summary", "faithful", "length_floor")
+SHARED_REWARD_NAMES = tuple(name for name in REWARD_NAMES if name != "length_floor")
+"""the rewards GRPO and MOODPO can use: length_floor needs ppo.length_floor"""
+MODEL_FREE_REWARD_NAMES = tuple(name for name in SHARED_REWARD_NAMES if name != "reward_model")
 """the rewards a stage without a reward model (dialogue PPO) can use"""
 
 
-def validate_reward_terms(terms: list[RewardTerm], key: str) -> None:
+def validate_reward_terms(terms: list[RewardTerm], key: str, known: tuple[str, ...] = SHARED_REWARD_NAMES) -> None:
     check(len(terms) > 0, key, [], "needs at least one {name, weight} entry")
     names = [t.name for t in terms]
     for i, t in enumerate(terms):
-        check(t.name in REWARD_NAMES, f"{key}[{i}].name", t.name, f"unknown reward; known: {', '.join(REWARD_NAMES)}")
+        check(t.name in known, f"{key}[{i}].name", t.name, f"unknown reward here; known: {', '.join(known)}")
         check(t.weight >= 0.0, f"{key}[{i}].weight", t.weight, "must be >= 0")
     check(len(set(names)) == len(names), key, names, "names a reward twice")
     check(sum(t.weight for t in terms) > 0, key, [t.weight for t in terms], "weights must not all be 0")
@@ -401,6 +403,9 @@ class PPOConfig:
     """clip the total score to [-reward_clip, reward_clip] (0 = off)"""
     missing_eos_penalty: float
     """subtracted from the score of a response that never emits EOS"""
+    length_floor: float
+    """the length_floor reward's floor, as a fraction of SFT's mean words per response on the reward model's
+    normalisation samples: a response below it scores -(1 - words / floor), one at or above it 0 (0 = no floor)"""
     temperature: float
     """rollout sampling temperature; the same temperature divides logits when log-probs are recomputed"""
     max_new_tokens: int
@@ -442,12 +447,15 @@ class PPOConfig:
         check(self.kl_horizon >= 1, "kl_horizon", self.kl_horizon, "must be >= 1")
         check(self.reward_clip >= 0, "reward_clip", self.reward_clip, "must be >= 0 (0 = off)")
         check(self.missing_eos_penalty >= 0, "missing_eos_penalty", self.missing_eos_penalty, "must be >= 0")
+        check(0 <= self.length_floor <= 1, "length_floor", self.length_floor, "must be in [0, 1] (0 = no floor)")
+        check(self.length_floor > 0 or "length_floor" not in [t.name for t in self.rewards], "length_floor",
+              self.length_floor, "must be > 0 when ppo.rewards names length_floor")
         check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
         check(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "must be >= 1")
         check(self.value_model in ("separate", "head"), "value_model", self.value_model, "must be separate or head")
         check(0 < self.save_every <= 1, "save_every", self.save_every, "must be in (0, 1]")
         check(self.log_samples >= 0, "log_samples", self.log_samples, "must be >= 0")
-        validate_reward_terms(self.rewards, "rewards")
+        validate_reward_terms(self.rewards, "rewards", REWARD_NAMES)
         nested("lora", self.lora.validate)
 
     @property
@@ -736,7 +744,8 @@ class MoodpoConfig:
         names = [o.name for o in self.objectives]
         check(len(names) >= 2, "objectives", names, "needs at least two objectives")
         for i, name in enumerate(names):
-            check(name in REWARD_NAMES, f"objectives[{i}].name", name, f"unknown reward; known: {', '.join(REWARD_NAMES)}")
+            check(name in SHARED_REWARD_NAMES, f"objectives[{i}].name", name,
+                  f"unknown reward here; known: {', '.join(SHARED_REWARD_NAMES)}")
         check(len(set(names)) == len(names), "objectives", names, "names an objective twice")
         check(self.alpha > 0, "alpha", self.alpha, "must be > 0")
         check(self.prompts.endswith((".jsonl", ".csv")), "prompts", self.prompts, "must be a prepared .jsonl or a .csv file")

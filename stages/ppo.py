@@ -33,7 +33,8 @@ def main(argv: list[str]) -> None:
     prompts = [r["prompt"] for r in rows]
     models = build_models(cfg, sft_dir, reward_dir, tokenizer, device)
     registry = RewardRegistry(RewardModel(reward_dir, device), normalize_reward_model=cfg.normalize_rewards,
-                              cohesion_weights=load_section("cohesion"), references=summary_references(rows))
+                              cohesion_weights=load_section("cohesion"), references=summary_references(rows),
+                              length_floor_fraction=cfg.length_floor)
     key = fingerprint(as_dict(cfg), as_dict(runtime), precision, file_digest(Path(prepared) / "prompts_train.jsonl"),
                       file_digest(Path(sft_dir)), file_digest(Path(reward_dir)))
     ckpt, _ = checkpoint_dir("ppo", key)

@@ -489,4 +489,14 @@ def test_reward_normalisation_comes_from_sft_samples_on_training_prompts(tokeniz
     assert rm.seen[1] == generate_texts(sft, tokenizer, prompts[0::2], batch_size=64, max_new_tokens=5,
                                         temperature=0.7, seed=3)
     # scores 1, 2, 3, 4: mean 2.5; unbiased variance (2.25 + 0.25 + 0.25 + 2.25) / 3 = 5/3, std 1.290994
-    assert stats == {"mean": 2.5, "std": 1.290994, "n": 4}
+    words = sum(len(r.split()) for r in rm.seen[1]) / 4
+    assert stats == {"mean": 2.5, "std": 1.290994, "n": 4, "words_mean": round(words, 6)}
+
+
+def test_length_floor_refuses_reward_statistics_without_the_sft_length(reward_dir):
+    from rlhfpipe.errors import PipelineError
+    from rlhfpipe.rewards.registry import RewardRegistry
+    from rlhfpipe.rewards.reward_model import RewardModel
+
+    with pytest.raises(PipelineError, match=r"reward_stats.json: no words_mean .* rerun the reward stage"):
+        RewardRegistry(RewardModel(reward_dir), length_floor_fraction=0.8)

@@ -24,6 +24,15 @@ def brevity(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
     return torch.tensor([1.0 - min(n, BREVITY_WORDS) / BREVITY_WORDS if n else 0.0 for n in words])
 
 
+def length_floor(prompts: list[list[dict]], responses: list[str], floor_words: float) -> torch.Tensor:
+    """-(1 - words / floor) below ``floor_words``, 0 at or above it, in [-1, 0]: a policy cannot buy reward-model
+    or empathy score by cutting its answers short, and an answer of ordinary length loses nothing. The floor is a
+    fraction of the SFT policy's own length (ppo.length_floor), so it asks the policy to keep its length, not to
+    reach one a corpus would set. Gameable by padding to the floor; words past it are not paid for."""
+    words = torch.tensor([len(r.split()) for r in responses], dtype=torch.float32)
+    return -(1.0 - words.clamp(max=floor_words) / floor_words)
+
+
 def empathy(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
     """VADER compound of the response, in [-1, 1]."""
     from rlhfpipe.rewards.empathy import empathy_scores
@@ -58,8 +67,14 @@ class RewardRegistry:
     references, rlhfpipe.data.summary_prompt.summary_references) are injected, as a stage loads them."""
 
     def __init__(self, reward_model=None, normalize_reward_model: bool = True, batch_size: int = 64,
-                 cohesion_weights: CohesionWeights | None = None, references: dict[str, list[str]] | None = None):
+                 cohesion_weights: CohesionWeights | None = None, references: dict[str, list[str]] | None = None,
+                 length_floor_fraction: float = 0.0):
+        """``length_floor_fraction``: the length_floor reward's floor as a fraction of the SFT mean words that the reward
+        model's statistics carry (0 = that reward is not available)."""
         self.functions: dict[str, Callable] = {"brevity": brevity, "empathy": empathy, "faithful": faithful}
+        if length_floor_fraction > 0 and reward_model is not None:
+            floor_words = length_floor_fraction * reward_model.sft_words()
+            self.functions["length_floor"] = lambda p, r: length_floor(p, r, floor_words)
         if cohesion_weights is not None:
             self.functions["cohesion"] = lambda p, r: cohesion(p, r, cohesion_weights)
         if references is not None:

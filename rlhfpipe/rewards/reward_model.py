@@ -66,8 +66,16 @@ class RewardModel:
         stats_path = path / STATS_FILE
         stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {"mean": 0.0, "std": 1.0}
         self.mean, self.std = float(stats["mean"]), float(stats["std"])
+        self.stats_path, self.words_mean = stats_path, stats.get("words_mean")
         for p in self.model.parameters():
             p.requires_grad_(False)
+
+    def sft_words(self) -> float:
+        """Mean words per response of the SFT samples the statistics were measured on."""
+        if not self.words_mean:
+            raise PipelineError(f"{self.stats_path}: no words_mean (SFT's mean words per response), which the "
+                                f"length_floor reward reads; rerun the reward stage")
+        return float(self.words_mean)
 
     @torch.no_grad()
     def score(self, prompts: list[list[dict]], responses: list[str], batch_size: int = 64,

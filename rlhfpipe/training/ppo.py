@@ -333,6 +333,7 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
     passes = math.ceil(cfg.num_updates * cfg.batch_size / len(prompts))
     order = torch.cat([torch.randperm(len(prompts), generator=order_gen) for _ in range(passes)]).tolist()
 
+    shared = isinstance(models.value_model, ValueHead)  # a value head reads the policy's own hidden states
     bar = tqdm(total=cfg.num_updates, initial=state.update, desc="ppo updates", unit="update",
                disable=not distributed.is_main())
     for update in range(state.update, cfg.num_updates):
@@ -398,7 +399,6 @@ def train_ppo(cfg: PPOConfig, models: PPOModels, tokenizer, prompts: list[list[d
                 for micro_start in range(0, mini_batch_size, micro_batch_size):
                     inds = mb_inds[micro_start:micro_start + micro_batch_size]
                     mb_mask = mask[inds].float()
-                    shared = isinstance(models.value_model, ValueHead)
                     # Token means over this process's micro-batch rows, weighted by their share of the mini-batch's
                     # tokens over all processes (times the process count, which averaging gradients divides out):
                     # summed over micro-batches and averaged over processes they become the token mean over the

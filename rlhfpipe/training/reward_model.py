@@ -99,7 +99,8 @@ def evaluate_reward(rm: RewardModel, test_rows: list[dict], cfg: RewardConfig) -
 @torch.no_grad()
 def normalisation_stats(rm: RewardModel, sft, tokenizer, prompts: list[list[dict]], cfg: RewardConfig) -> dict:
     """Mean and std of the reward on SFT samples for training prompts (Huang et al. 2023, "N+ implementation
-    details"): the distribution PPO's first rollouts come from, so its scores start at mean 0, std 1.
+    details"): the distribution PPO's first rollouts come from, so its scores start at mean 0, std 1. The same
+    samples' mean words per response is the SFT length that the length_floor reward's floor is a fraction of.
 
     ``cfg.norm_prompts`` prompts, evenly spaced through the list, so the choice does not depend on its order's
     start only; sampled with a generator seeded by ``cfg.seed``.
@@ -110,4 +111,6 @@ def normalisation_stats(rm: RewardModel, sft, tokenizer, prompts: list[list[dict
                                temperature=cfg.norm_temperature, seed=cfg.seed)
     scores = rm.score(chosen, responses)
     std = float(scores.std()) if len(scores) > 1 else 1.0
-    return {"mean": round(float(scores.mean()), 6), "std": round(max(std, 1e-6), 6), "n": len(chosen)}
+    words = sum(len(r.split()) for r in responses) / max(1, len(responses))
+    return {"mean": round(float(scores.mean()), 6), "std": round(max(std, 1e-6), 6), "n": len(chosen),
+            "words_mean": round(words, 6)}
