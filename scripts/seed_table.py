@@ -2,7 +2,9 @@
 
     python scripts/seed_table.py [--prefix seed-] [--show-json FILE] [--out metrics/seeds.md]
 
-Reads `dvc exp show --json` (run here, or from FILE), keeps the experiments named PREFIX..., writes the table.
+Reads `dvc exp show --json` (run here, or from FILE), keeps the finished experiments named PREFIX..., reads their
+metrics files from their commits with `git show` (the JSON leaves out list values such as the 95% intervals),
+writes the table.
 """
 
 import argparse
@@ -12,8 +14,15 @@ from pathlib import Path
 
 from rlhfpipe.cli import run_stage
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.evaluation.seeds import aggregate, experiments_from_show, seed_table_markdown
+from rlhfpipe.evaluation.seeds import aggregate, experiment_metrics, experiments_from_show, seed_table_markdown
 from rlhfpipe.io import write_text
+
+
+def git_show(rev: str, path: str) -> str:
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise OSError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "git show failed")
+    return proc.stdout
 
 
 def main(argv: list[str]) -> None:
@@ -36,7 +45,8 @@ def main(argv: list[str]) -> None:
         show = json.loads(text)
     except json.JSONDecodeError as err:
         raise PipelineError(f"{where}:{err.lineno}: not valid JSON ({err.msg})") from None
-    table = seed_table_markdown(aggregate(experiments_from_show(show, args.prefix)))
+    revs = experiments_from_show(show, args.prefix)
+    table = seed_table_markdown(aggregate(experiment_metrics(revs, git_show)))
     write_text(args.out, "# RL results over seeds\n\n" + table)
     print(table)
 

@@ -27,5 +27,6 @@ done
 # one at a time: on a CPU machine parallel jobs only fight over cores and change float sums
 dvc queue start --jobs 1
 dvc queue status
-while dvc queue status | grep -qE 'Running|Queued'; do sleep 30; done
+# not `dvc queue status | grep -q`: under pipefail, grep -q closing the pipe early fails the test at once
+while [[ "$(dvc queue status)" =~ Running|Queued ]]; do sleep 30; done
 python scripts/seed_table.py --prefix seed- --out metrics/seeds.md

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import REPO
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.evaluation.seeds import aggregate, experiments_from_show, mean_std, seed_table_markdown
+from rlhfpipe.evaluation.seeds import (aggregate, experiment_metrics, experiments_from_show, mean_std,
+                                       seed_table_markdown)
 
 
 def experiment(gain, kl, ppo_emp, ppo_flags, grpo_reward, grpo_flags, ci_lows, hv_gain, coh_before, coh_after,
@@ -73,28 +74,48 @@ def test_markdown_table():
     assert "| Dialogue PPO: cohesion gain interval above 0, words ratio >= 0.8 | 2 of 3 |" in page
 
 
-def show_json(experiments: dict[str, dict[str, dict]]) -> list[dict]:
-    """``dvc exp show --json`` of DVC 3: the baseline, its experiments as ranges whose first rev holds the results."""
-    def state(rev, name, metrics):
+def show_json(revs: dict[str, str], states: dict[str, str] | None = None) -> list[dict]:
+    """``dvc exp show --json`` of DVC 3: the baseline, its experiments as ranges whose first rev is the result.
+    As DVC writes it, the metrics leave out list values (the intervals), and a running experiment's entry holds the
+    baseline's metrics."""
+    def state(rev, name):
         return {"rev": rev, "name": name, "error": None, "experiments": None,
                 "data": {"rev": rev, "params": {"params.yaml": {"data": {}}},
-                         "metrics": {path: {"data": data} for path, data in metrics.items()}}}
-    ranges = [{"revs": [state(f"{i:040x}", name, m)], "name": name, "executor": None}
-              for i, (name, m) in enumerate(experiments.items())]
-    other = {"revs": [state("f" * 40, "tune-lr", EXPERIMENTS["seed-0"])], "name": "tune-lr", "executor": None}
-    return [{**state("workspace", None, {}), "experiments": None},
-            {**state("a" * 40, "main", {}), "experiments": ranges + [other]}]
+                         "metrics": {"metrics/moodpo.json": {"data": {"hypervolume_gain_over_sft": 0.1}}}}}
+    def executor(name):
+        run = (states or {}).get(name, "success")
+        return {"state": run, "name": "dvc-task", "local": {"returncode": 0 if run == "success" else None}}
+    ranges = [{"revs": [state(rev, name)], "name": name, "executor": executor(name)} for name, rev in revs.items()]
+    other = {"revs": [state("f" * 40, "tune-lr")], "name": "tune-lr", "executor": None}
+    return [{**state("workspace", None), "experiments": None},
+            {**state("a" * 40, "main"), "experiments": ranges + [other]}]
 
 
-def test_experiments_from_show_keeps_the_named_ones():
-    found = experiments_from_show(show_json(EXPERIMENTS), "seed-")
-    assert found == EXPERIMENTS
+REVS = {name: f"{i + 1:040x}" for i, name in enumerate(EXPERIMENTS)}
+
+
+def test_experiments_from_show_keeps_the_finished_named_ones():
+    assert experiments_from_show(show_json(REVS), "seed-") == REVS
     with pytest.raises(PipelineError, match="no experiment named nope"):
-        experiments_from_show(show_json(EXPERIMENTS), "nope")
-    failed = show_json(EXPERIMENTS)
+        experiments_from_show(show_json(REVS), "nope")
+    failed = show_json(REVS)
     failed[1]["experiments"][0]["revs"][0].update(data=None, error={"msg": "stage ppo failed", "type": ""})
     with pytest.raises(PipelineError, match="experiment seed-0: no results \\(stage ppo failed\\)"):
         experiments_from_show(failed, "seed-")
+    # a running or queued experiment's entry carries the baseline's metrics: it must not be read as its own
+    for run in ("running", "queued"):
+        with pytest.raises(PipelineError, match=f"experiment seed-1: {run}; wait until `dvc queue status`"):
+            experiments_from_show(show_json(REVS, {"seed-1": run}), "seed-")
+
+
+def test_metrics_come_from_each_experiments_commit_whole():
+    files = {(REVS[name], path): json.dumps(data) for name, m in EXPERIMENTS.items() for path, data in m.items()}
+    assert experiment_metrics(REVS, lambda rev, path: files[(rev, path)]) == EXPERIMENTS
+
+    def missing(rev, path):
+        raise OSError(f"path '{path}' does not exist in '{rev}'")
+    with pytest.raises(PipelineError, match=r"experiment seed-0 \(0000000\): cannot read metrics/summary.json"):
+        experiment_metrics(REVS, missing)
 
 
 def test_a_missing_metric_names_the_experiment_and_file():
@@ -103,8 +124,24 @@ def test_a_missing_metric_names_the_experiment_and_file():
         aggregate(broken)
 
 
-def test_seed_table_script_on_a_saved_show(tmp_path):
-    (tmp_path / "show.json").write_text(json.dumps(show_json(EXPERIMENTS)))
+def git(cwd, *args) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_seed_table_script_reads_the_experiments_commits(tmp_path):
+    """The script end to end: experiments as commits of a git repository, `dvc exp show --json` saved."""
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "config", "user.email", "t@example.com")
+    git(tmp_path, "config", "user.name", "t")
+    revs = {}
+    for name, metrics in EXPERIMENTS.items():
+        for path, data in metrics.items():
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path).write_text(json.dumps(data))
+        git(tmp_path, "add", "metrics")
+        git(tmp_path, "commit", "-qm", name)
+        revs[name] = git(tmp_path, "rev-parse", "HEAD")
+    (tmp_path / "show.json").write_text(json.dumps(show_json(revs)))
     proc = subprocess.run([sys.executable, str(REPO / "scripts/seed_table.py"), "--show-json", "show.json",
                            "--out", "seeds.md"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -2,9 +2,9 @@
 how many seeds meet each target.
 
 The experiments come from ``scripts/seeds.sh`` (``dvc exp run --queue`` with the seeds of ppo, grpo, both
-MOODPO iterations and dialogue PPO set per experiment, SFT and reward model shared). Their metrics are
-read from ``dvc exp show --json``; each experiment is a mapping metrics file -> its data, the files being
-metrics/summary.json (compare), metrics/moodpo.json (moodpo_eval) and metrics/dialogue_ppo.json.
+MOODPO iterations and dialogue PPO set per experiment, SFT and reward model shared). ``dvc exp show --json``
+names them and their commits; each experiment's metrics files are read from its commit, as a mapping metrics
+file -> its data: metrics/summary.json (compare), metrics/moodpo.json (moodpo_eval), metrics/dialogue_ppo.json.
 
 Targets, one seed at a time:
 - ppo: reward gain >= 1.0 SFT std, mean KL to SFT <= 6 nats, empathy ratio above SFT's, no monitor flagged;
@@ -18,7 +18,9 @@ Targets, one seed at a time:
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Callable
 
 from rlhfpipe.errors import PipelineError
 
@@ -26,9 +28,12 @@ SUMMARY, MOODPO, DIALOGUE = "metrics/summary.json", "metrics/moodpo.json", "metr
 PPO_MIN_GAIN, PPO_MAX_KL, MIN_WORDS_RATIO = 1.0, 6.0, 0.8
 
 
-def experiments_from_show(show: list[dict], prefix: str) -> dict[str, dict[str, dict]]:
-    """Experiments named ``prefix``... in ``dvc exp show --json`` output: name -> {metrics file: data}."""
-    found: dict[str, dict[str, dict]] = {}
+def experiments_from_show(show: list[dict], prefix: str) -> dict[str, str]:
+    """Experiments named ``prefix``... in ``dvc exp show --json`` output: name -> the commit holding its results.
+
+    Only finished experiments count: a failed, queued or running one stops with its name, since a queued or
+    running experiment's entry carries the baseline's metrics, not its own."""
+    found: dict[str, str] = {}
     for baseline in show:
         for exp_range in baseline.get("experiments") or []:
             for state in exp_range["revs"][:1]:  # the first rev of a range is the experiment's result
@@ -38,10 +43,29 @@ def experiments_from_show(show: list[dict], prefix: str) -> dict[str, dict[str, 
                 if state.get("error") or not state.get("data"):
                     raise PipelineError(f"experiment {name}: no results ({(state.get('error') or {}).get('msg', 'not run')}); "
                                         f"rerun it or remove it with dvc exp remove {name}")
-                found[name] = {path: result.get("data") or {} for path, result in state["data"]["metrics"].items()}
+                run = (exp_range.get("executor") or {}).get("state", "success")
+                if run != "success":
+                    raise PipelineError(f"experiment {name}: {run}; wait until `dvc queue status` shows it done, "
+                                        f"or remove it with dvc exp remove {name}")
+                found[name] = state["rev"]
     if not found:
         raise PipelineError(f"dvc exp show: no experiment named {prefix}*; run scripts/seeds.sh first")
     return dict(sorted(found.items()))
+
+
+def experiment_metrics(revs: dict[str, str], read: Callable[[str, str], str]) -> dict[str, dict[str, dict]]:
+    """name -> {metrics file: data}, each file read from the experiment's commit with ``read(rev, path)``.
+
+    Not from ``dvc exp show --json``: it leaves out list values, the 95% intervals the targets are stated in."""
+    out: dict[str, dict[str, dict]] = {}
+    for name, rev in revs.items():
+        out[name] = {}
+        for path in (SUMMARY, MOODPO, DIALOGUE):
+            try:
+                out[name][path] = json.loads(read(rev, path))
+            except (OSError, ValueError) as err:
+                raise PipelineError(f"experiment {name} ({rev[:7]}): cannot read {path} ({err})") from None
+    return out
 
 
 def _get(metrics: dict[str, dict], name: str, path: str, *keys: str):
