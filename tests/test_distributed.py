@@ -317,7 +317,8 @@ def train_greedy_ppo(root: Path, checkpoints: Path) -> tuple[list[dict], dict]:
     sft, reward = str(root / "one/models/sft"), str(root / "one/models/reward")
     tokenizer = load_tokenizer(sft)
     models = build_models(cfg, sft, reward, tokenizer, torch.device("cpu"))
-    registry = RewardRegistry(RewardModel(reward), normalize_reward_model=cfg.normalize_rewards)
+    registry = RewardRegistry(RewardModel(reward), normalize_reward_model=cfg.normalize_rewards,
+                              length_floor_fraction=cfg.length_floor)
     prompts = [r["prompt"] for r in read_jsonl(root / "data/prepared/prompts_train.jsonl")]
     state = ppo.train_ppo(cfg, models, tokenizer, prompts, registry, NullLive(), checkpoints)
     policy = models.policy.merge_and_unload()

@@ -47,6 +47,12 @@ def test_a_collapse_scores_below_an_honest_policy_even_when_the_reward_model_pay
     assert float(2.0 * collapsed) < -0.56
 
 
+def test_an_sft_policy_that_says_nothing_sets_no_floor():
+    """A barely trained SFT can answer every normalisation prompt with nothing: no length to keep, no penalty."""
+    registry = RewardRegistry(StatsOnly(words=0.0), length_floor_fraction=0.8)
+    assert registry.score("length_floor", PROMPTS[:3], ["", "one", "a longer answer"]).tolist() == [0.0, 0.0, 0.0]
+
+
 def test_without_a_fraction_the_reward_is_not_available():
     with pytest.raises(PipelineError, match="length_floor"):
         RewardRegistry(StatsOnly(words=15.0)).score("length_floor", PROMPTS[:1], ["hi"])

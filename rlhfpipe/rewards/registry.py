@@ -28,8 +28,11 @@ def length_floor(prompts: list[list[dict]], responses: list[str], floor_words: f
     """-(1 - words / floor) below ``floor_words``, 0 at or above it, in [-1, 0]: a policy cannot buy reward-model
     or empathy score by cutting its answers short, and an answer of ordinary length loses nothing. The floor is a
     fraction of the SFT policy's own length (ppo.length_floor), so it asks the policy to keep its length, not to
-    reach one a corpus would set. Gameable by padding to the floor; words past it are not paid for."""
+    reach one a corpus would set. Gameable by padding to the floor; words past it are not paid for. A floor of 0
+    words (an SFT policy that answers with nothing) asks for nothing: every answer scores 0."""
     words = torch.tensor([len(r.split()) for r in responses], dtype=torch.float32)
+    if floor_words <= 0:
+        return torch.zeros_like(words)
     return -(1.0 - words.clamp(max=floor_words) / floor_words)
 
 

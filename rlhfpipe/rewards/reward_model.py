@@ -72,7 +72,7 @@ class RewardModel:
 
     def sft_words(self) -> float:
         """Mean words per response of the SFT samples the statistics were measured on."""
-        if not self.words_mean:
+        if self.words_mean is None:
             raise PipelineError(f"{self.stats_path}: no words_mean (SFT's mean words per response), which the "
                                 f"length_floor reward reads; rerun the reward stage")
         return float(self.words_mean)
