@@ -694,9 +694,9 @@ def validate_weight_vector(weights: list[float], n: int, key: str) -> None:
 @dataclass
 class MoodpoIteration:
     steps: int
-    """online DPO steps; each samples two completions per prompt of a batch"""
+    """online DPO steps; each samples one completion per copy of its prompts and takes one optimizer step"""
     batch_size: int
-    """prompts per step (moodpo.weights_per_prompt copies of each)"""
+    """prompt copies per step: batch_size / moodpo.weights_per_prompt prompts, each copy with its own weights"""
     learning_rate: float
     """constant AdamW learning rate; 2e-4 with beta 0.1 collapsed the default policy to one-word answers"""
     beta: float
@@ -719,10 +719,11 @@ class MoodpoConfig:
     alpha: float
     """concentration of the symmetric Dirichlet the per-prompt weights are drawn from (1 = uniform on the simplex)"""
     weights_per_prompt: int
-    """copies of each prompt in a batch, each with its own weights, so the policy sees what the weights change"""
+    """copies of each prompt in a batch, each with its own weights and its own sample; every copy's weights rank
+    all the prompt's samples, so the policy sees what the weights change"""
     grad_accum: int
-    """slices of a step's prompts that generate, forward and backward one at a time: the same optimizer step at
-    1/grad_accum of the activation and full-vocabulary logit memory (a prompt's copies stay in one slice)"""
+    """slices of a step's DPO pairs that forward and backward one at a time: the same optimizer step at
+    1/grad_accum of the activation and logit memory"""
     prompts: str
     """training prompts: a prepared prompt set (.jsonl) or a CSV whose prompt_column holds user prompts"""
     prompt_column: str
@@ -730,9 +731,10 @@ class MoodpoConfig:
     max_new_tokens: int
     """longest sampled completion"""
     temperature: float
-    """sampling temperature of the two completions"""
+    """sampling temperature of the completions"""
     max_length: int
-    """longest prompt + completion in the DPO forward pass (the prompt is cut on the left)"""
+    """longest prompt (with its weight instruction) + completion; longer prompts are dropped and counted in
+    metrics/moodpo_<n>.json"""
     missing_eos_penalty: float
     """subtracted from the weighted reward of a completion that never emits EOS"""
     iteration_1: MoodpoIteration
@@ -754,14 +756,14 @@ class MoodpoConfig:
         check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
         check(self.max_length > self.max_new_tokens, "max_length", self.max_length, "must be > moodpo.max_new_tokens")
         check(self.missing_eos_penalty >= 0, "missing_eos_penalty", self.missing_eos_penalty, "must be >= 0")
-        check(self.weights_per_prompt >= 1, "weights_per_prompt", self.weights_per_prompt, "must be >= 1")
+        check(self.weights_per_prompt >= 2, "weights_per_prompt", self.weights_per_prompt,
+              "must be >= 2 (a pair needs two samples of a prompt)")
         check(self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be >= 1")
         nested("iteration_1", self.iteration_1.validate)
         nested("iteration_2", self.iteration_2.validate)
         for key in ("iteration_1", "iteration_2"):
-            group = self.weights_per_prompt * self.grad_accum
-            check(getattr(self, key).batch_size % group == 0, f"{key}.batch_size", getattr(self, key).batch_size,
-                  f"must be a multiple of moodpo.weights_per_prompt * moodpo.grad_accum = {group}")
+            check(getattr(self, key).batch_size % self.weights_per_prompt == 0, f"{key}.batch_size",
+                  getattr(self, key).batch_size, f"must be a multiple of moodpo.weights_per_prompt = {self.weights_per_prompt}")
 
 
 @dataclass

@@ -3,15 +3,17 @@
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
 from rlhfpipe.data.summary_prompt import summary_references
-from rlhfpipe.devices import stage_device, stage_precision
+from rlhfpipe.devices import refuse_deepspeed, stage_device, stage_precision
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.io import atomic_path, read_jsonl, write_json
 from rlhfpipe.models.loading import load_tokenizer, save_model
+from rlhfpipe.models.prompt_length import drop_long_prompts
 from rlhfpipe.moodpo.training import load_prompts, train_moodpo, weighted_prompts
+from rlhfpipe.moodpo.weights import with_instruction
 from rlhfpipe.rewards.registry import RewardRegistry
 from rlhfpipe.rewards.reward_model import RewardModel
 from rlhfpipe.training import trackers
-from rlhfpipe.training.common import clear_checkpoints, open_live
+from rlhfpipe.training.common import open_live
 
 
 def main(argv: list[str]) -> None:
@@ -24,26 +26,30 @@ def main(argv: list[str]) -> None:
     setup_runtime(runtime.num_threads, it.seed)
     trackers.activate(runtime.report_to, runtime.tracker_dir, f"moodpo_{n}")
     device = stage_device(trl_single=True)
+    refuse_deepspeed(f"moodpo@{n}")
     precision = stage_precision(runtime.precision, device)
     tokenizer = load_tokenizer(start_dir)
     names = [o.name for o in cfg.objectives]
-    dataset = weighted_prompts(load_prompts(prompts_path, cfg.prompt_column), names, cfg.alpha, cfg.weights_per_prompt, it)
+    # the instruction's length does not depend on the weights (one decimal each)
+    prompts, dropped = drop_long_prompts(tokenizer, load_prompts(prompts_path, cfg.prompt_column),
+                                         cfg.max_length - cfg.max_new_tokens, "moodpo.max_length",
+                                         conversation=lambda p: with_instruction(p, names, [0.5] * len(names)))
+    rows = weighted_prompts(prompts, names, cfg.alpha, cfg.weights_per_prompt, it)
     # a prepared prompt set carries the reference summaries; a CSV of prompts carries none
-    rows = read_jsonl(prompts_path) if prompts_path.endswith(".jsonl") else []
+    prepared = read_jsonl(prompts_path) if prompts_path.endswith(".jsonl") else []
     registry = RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None,
-                              cohesion_weights=load_section("cohesion"), references=summary_references(rows))
+                              cohesion_weights=load_section("cohesion"), references=summary_references(prepared))
     with atomic_path(curves_dir) as curves:
         live = open_live(curves)
-        model, metrics = train_moodpo(cfg, it, f"moodpo_{n}", start_dir, tokenizer, dataset, registry, live,
-                                      precision)
+        model, metrics = train_moodpo(cfg, it, start_dir, tokenizer, rows, registry, live, precision, device)
         live.end()
     with atomic_path(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
         # this iteration's params only: the other iteration's are no dependency of this stage
         shared = {k: v for k, v in as_dict(cfg).items() if not k.startswith("iteration_")}
         write_json(tmp / "moodpo_config.json", {**shared, "iteration": int(n), **as_dict(it)})
+    metrics["prompts_dropped"] = dropped
     write_json(metrics_path, metrics)
-    clear_checkpoints(f"moodpo_{n}")
     print(f"moodpo@{n}: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
 
 

@@ -15,9 +15,10 @@ import yaml
 from conftest import REPO, params_config, pipeline_copy, quick_params, run, write_params
 from rlhfpipe.config import ParamError, load_section
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.moodpo.weights import (format_instruction, hypervolume, parse_instruction, responsiveness, round_to_units,
-                             sample_weights, weighted_reward, with_instruction, without_instruction)
-from rlhfpipe.moodpo.training import WeightedObjectives, load_prompts, weighted_prompts
+from rlhfpipe.moodpo.weights import (dpo_loss, format_instruction, hypervolume, parse_instruction, responsiveness,
+                                     round_to_units, sample_weights, shared_pairs, weighted_reward, with_instruction,
+                                     without_instruction)
+from rlhfpipe.moodpo.training import load_prompts, objective_scores, weighted_prompts
 
 NAMES = ["reward_model", "empathy", "brevity"]
 
@@ -101,12 +102,38 @@ class FakeRegistry:
         return torch.tensor([float(len(r)) if name == "brevity" else 0.0 for r in responses])
 
 
-def test_reward_callable_reads_each_examples_weights():
-    reward = WeightedObjectives(FakeRegistry(), NAMES)
+def test_objectives_score_the_prompt_without_its_instruction():
     prompts = [with_instruction([{"role": "user", "content": "x"}], NAMES, w) for w in ([0, 0, 1.0], [1.0, 0, 0])]
-    completions = [[{"role": "assistant", "content": t}] for t in ("a", "abc")]
-    out = reward(prompts=prompts, completions=completions, weights=[[0, 0, 1.0], [1.0, 0, 0]], completion_ids=None)
-    assert out == pytest.approx([1.0, 0.0])  # only the first row weighs brevity (here: length)
+    scores = objective_scores(FakeRegistry(), NAMES, prompts, ["a", "abc"])
+    assert scores.tolist() == [[0.0, 0.0, 1.0], [0.0, 0.0, 3.0]]
+
+
+def test_shared_pairs_rank_the_same_samples_under_each_vector():
+    # one prompt, three samples: a long warm answer, a short cold one, an empty one that never ends
+    scores = torch.tensor([[[1.0, 0.8, 0.1], [0.2, -0.2, 0.9], [0.0, 0.0, 1.0]]])
+    weights = torch.tensor([[[0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1]]])
+    penalty = torch.tensor([[0.0, 0.0, 1.0]])
+    chosen, rejected, margin = shared_pairs(scores, weights, penalty)
+    # rewards: vector 0 -> 0.89, 0.23, -0.9; vector 1 -> 0.26, 0.72, -0.2; vector 2 -> 0.75, -0.05, -0.9
+    assert chosen.tolist() == [[0, 1, 0]] and rejected.tolist() == [[2, 2, 2]]
+    assert margin[0].tolist() == pytest.approx([1.79, 0.92, 1.65])
+    # without the penalty, brevity's vector turns the pair of the first two samples around
+    chosen, rejected, _ = shared_pairs(scores[:, :2], weights[:, :2], torch.zeros(1, 2))
+    assert chosen.tolist() == [[0, 1]] and rejected.tolist() == [[1, 0]]
+
+
+def test_shared_pairs_give_no_pair_when_every_sample_ties():
+    chosen, rejected, margin = shared_pairs(torch.ones(2, 3, 2), torch.full((2, 3, 2), 0.5), torch.zeros(2, 3))
+    assert (margin == 0).all()
+
+
+def test_dpo_loss_on_hand_computed_values():
+    # beta 0.5, chosen log-ratio -1 - (-2) = 1, rejected log-ratio -3 - (-2) = -1: -log sigmoid(0.5 * 2)
+    loss = dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5)
+    assert loss.item() == pytest.approx(-math.log(1 / (1 + math.exp(-1.0))))
+    # a policy equal to its reference: log 2 whatever the samples
+    assert dpo_loss(torch.tensor([-5.0]), torch.tensor([-1.0]), torch.tensor([-5.0]), torch.tensor([-1.0]), 0.1).item() \
+        == pytest.approx(math.log(2))
 
 
 def test_prompts_from_a_csv_column(tmp_path):

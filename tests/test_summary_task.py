@@ -180,18 +180,20 @@ def test_prepare_stage_refuses_the_summary_task_on_a_source_without_situations(p
 
 
 def test_moodpo_and_grpo_reward_paths_score_the_summary_objectives():
-    from rlhfpipe.moodpo.weights import with_instruction
+    from rlhfpipe.moodpo.training import objective_scores
+    from rlhfpipe.moodpo.weights import weighted_reward, with_instruction
     from rlhfpipe.training.grpo import registry_reward_functions
-    from rlhfpipe.moodpo.training import WeightedObjectives
 
     registry, prompts = registry_for((JOB, JOB_REFERENCE), (PARTNER, PARTNER_REFERENCE))
     names = ["summary", "faithful", "brevity"]
-    shown = [with_instruction(p, names, w) for p, w in zip(prompts, ([0.6, 0.3, 0.1], [0.2, 0.2, 0.6]))]
-    completions = [[{"role": "assistant", "content": JOB_REFERENCE}], [{"role": "assistant", "content": "Partner of five years left."}]]
+    weights = [[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]
+    shown = [with_instruction(p, names, w) for p, w in zip(prompts, weights)]
+    texts = [JOB_REFERENCE, "Partner of five years left."]
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
     # row 1: summary 1, faithful 1, brevity 1 - 10/40 (the reference has 10 words) -> 0.6 + 0.3 + 0.1 * 0.75
     # row 2: summary 0.75, faithful 0.75, brevity 1 - 5/40 -> 0.2 * 0.75 + 0.2 * 0.75 + 0.6 * 0.875
-    rewards = WeightedObjectives(registry, names)(shown, completions, weights=[[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
-    assert rewards == pytest.approx([0.6 + 0.3 + 0.1 * 0.75, 0.15 + 0.15 + 0.6 * 0.875])
+    rewards = weighted_reward(objective_scores(registry, names, shown, texts), torch.tensor(weights))
+    assert rewards.tolist() == pytest.approx([0.6 + 0.3 + 0.1 * 0.75, 0.15 + 0.15 + 0.6 * 0.875])
     summary_fn, faithful_fn = registry_reward_functions(registry, [RewardTerm("summary", 1.0), RewardTerm("faithful", 1.0)])
     assert summary_fn(prompts, completions) == pytest.approx([1.0, 0.75])
     assert faithful_fn.__name__ == "faithful" and faithful_fn(prompts, completions) == pytest.approx([1.0, 0.75])

@@ -79,6 +79,33 @@ def weighted_reward(scores: torch.Tensor, weights: torch.Tensor) -> torch.Tensor
     return (scores * weights).sum(-1)
 
 
+def shared_pairs(scores: torch.Tensor, weights: torch.Tensor, penalty: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One DPO pair per weight vector, all drawn from the same samples of a prompt.
+
+    ``scores`` (G, W, K): the K objective scores of the W samples of each of G prompts; ``weights`` (G, W, K):
+    the weight vector each sample was drawn under; ``penalty`` (G, W): subtracted from a sample's reward
+    under every vector (a completion that never ends). Under the weights of row j, the chosen sample is the
+    one of highest weighted reward and the rejected one that of lowest: ``chosen[g, j]``,
+    ``rejected[g, j]`` index the prompt's samples, ``margin[g, j] >= 0`` is their reward difference (0: no
+    pair). Ranking the same samples under every vector of the prompt is what isolates the weights: when
+    objectives conflict, vectors order the same two answers in opposite ways, and only a policy that
+    reads its instruction can lower the DPO loss of both pairs.
+    """
+    rewards = torch.einsum("gjk,gik->gji", weights, scores) - penalty[:, None, :]  # (G, W vectors, W samples)
+    best, chosen = rewards.max(-1)
+    worst, rejected = rewards.min(-1)
+    return chosen, rejected, best - worst
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
+             reference_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """(N,) DPO loss from (N,) sequence log-probs: ``-log sigmoid(beta * (chosen log-ratio - rejected log-ratio))``.
+    Source: Rafailov et al. 2023, "Direct Preference Optimization", arXiv:2305.18290, eq. 7."""
+    logits = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    return -torch.nn.functional.logsigmoid(beta * logits)
+
+
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
     """Volume of the region that the (P, K) ``points`` dominate (maximisation) and that dominates ``reference``.
 
