@@ -220,3 +220,66 @@ def test_moodpo_stages_through_dvc(tmp_path, pipeline):
     write_params(repo, params)
     proc = run(["dvc", "repro", "moodpo_eval"], cwd=repo)
     assert sorted(stages_run(proc.stdout)) == ["moodpo@2", "moodpo_eval"]
+
+
+class ConflictingObjectives:
+    """Two objectives that pull apart: length in words (capped) and shortness; or, with ``agree``, the same one twice."""
+
+    def __init__(self, agree: bool = False):
+        self.agree = agree
+
+    def score(self, name, prompts, responses):
+        assert all(m["role"] != "system" for p in prompts for m in p)
+        words = torch.tensor([min(len(r.split()), 8) / 8 for r in responses])
+        return words if name == "long" or self.agree else 1 - words
+
+
+def tiny_policy(directory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlhfpipe.models.loading import train_tokenizer
+
+    tokenizer = train_tokenizer(["hello there, how are you feeling today? I hear you. weights: long short 0.5"] * 50, 300)
+    tokenizer.save_pretrained(directory)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(directory)
+    return tokenizer
+
+
+def moodpo_step(directory, tokenizer, registry, seed=0):
+    from rlhfpipe.moodpo.training import train_moodpo
+    from rlhfpipe.training.common import NullLive
+
+    from rlhfpipe.config import MoodpoObjective
+
+    names = ["long", "short"]
+    cfg = dataclasses.replace(params_config("moodpo"), objectives=[MoodpoObjective(n, 0.0) for n in names],
+                              weights_per_prompt=4, grad_accum=2, max_new_tokens=8, temperature=1.0,
+                              missing_eos_penalty=0.0)
+    it = dataclasses.replace(cfg.iteration_1, steps=2, batch_size=8, learning_rate=1e-3, beta=0.1, seed=seed)
+    prompts = [[{"role": "user", "content": f"how are you feeling today {i}"}] for i in range(4)]
+    rows = weighted_prompts(prompts, names, 0.3, 4, it)
+    return train_moodpo(cfg, it, str(directory), tokenizer, rows, registry, NullLive(), "fp32", torch.device("cpu"))
+
+
+def test_moodpo_steps_are_reproducible_and_leave_the_reference_alone(tmp_path):
+    from rlhfpipe.models.loading import load_causal_lm
+
+    tokenizer = tiny_policy(tmp_path)
+    start = load_causal_lm(str(tmp_path), tokenizer).state_dict()
+    (a, metrics_a), (b, _) = moodpo_step(tmp_path, tokenizer, ConflictingObjectives()), \
+        moodpo_step(tmp_path, tokenizer, ConflictingObjectives())
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert any(not torch.equal(x, start[k]) for k, x in a.state_dict().items())  # it trained
+    assert metrics_a["steps"] == 2 and set(metrics_a) >= {"final_kl", "final_eos_rate", "pair_contrast"}
+    assert torch.equal(load_causal_lm(str(tmp_path), tokenizer).state_dict()["lm_head.weight"], start["lm_head.weight"])
+
+
+def test_conflicting_objectives_give_contrasting_pairs_and_agreeing_ones_none(tmp_path):
+    tokenizer = tiny_policy(tmp_path)
+    _, conflicting = moodpo_step(tmp_path, tokenizer, ConflictingObjectives())
+    _, agreeing = moodpo_step(tmp_path, tokenizer, ConflictingObjectives(agree=True))
+    # vectors that weigh length and shortness differently order the same samples differently; when both
+    # objectives are the same score every vector picks the same pair
+    assert conflicting["pair_contrast"] > 0 and agreeing["pair_contrast"] == 0
