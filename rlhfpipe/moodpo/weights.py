@@ -92,7 +92,8 @@ def shared_pairs(scores: torch.Tensor, weights: torch.Tensor, penalty: torch.Ten
     objectives conflict, vectors order the same two answers in opposite ways, and only a policy that
     reads its instruction can lower the DPO loss of both pairs.
     """
-    rewards = torch.einsum("gjk,gik->gji", weights, scores) - penalty[:, None, :]  # (G, W vectors, W samples)
+    # (G, W vectors, W samples): every sample's scores under every vector of its prompt
+    rewards = weighted_reward(scores[:, None, :, :], weights[:, :, None, :]) - penalty[:, None, :]
     best, chosen = rewards.max(-1)
     worst, rejected = rewards.min(-1)
     return chosen, rejected, best - worst
