@@ -64,6 +64,20 @@ def quick_params() -> dict:
     return params
 
 
+def save_local_pretrained(directory: Path) -> None:
+    """A "pretrained" model saved with save_pretrained: our tokenizer without a pad token, a random tiny Llama."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from rlhfpipe.models.loading import train_tokenizer
+
+    train_tokenizer(["hello there, how are you feeling today? I hear you."] * 50, 300).save_pretrained(directory)
+    vocab = len(AutoTokenizer.from_pretrained(directory))
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(directory)
+
+
 def tiny_params(overrides: dict | None = None) -> dict:
     """The quick profile with the tiny settings (and ``overrides``, which replace a TINY_PARAMS section whole)
     merged in. TINY_PARAMS also pins quick-profile values the tests were built with (reward.norm_prompts,

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, run, stage, tiny_params, write_params
+from conftest import REPO, run, save_local_pretrained, stage, tiny_params, write_params
 
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 
@@ -175,19 +175,6 @@ def trim_jsonl(path: Path, multiple: int) -> None:
     the last batch of each process with repeated examples, one process does not)."""
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:len(lines) // multiple * multiple]))
-
-
-def save_local_pretrained(directory: Path) -> None:
-    """A "pretrained" model saved with save_pretrained: our tokenizer without a pad token, a random tiny Llama."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from rlhfpipe.models.loading import train_tokenizer
-
-    train_tokenizer(["hello there, how are you feeling today? I hear you."] * 50, 300).save_pretrained(directory)
-    vocab = len(AutoTokenizer.from_pretrained(directory))
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(directory)
 
 
 def both(name: str, root: Path, inputs: list[str], outputs: list[str]) -> None:

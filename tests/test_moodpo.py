@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, params_config, pipeline_copy, quick_params, run, write_params
+from conftest import REPO, params_config, pipeline_copy, quick_params, run, save_local_pretrained, write_params
 from rlhfpipe.config import ParamError, load_section
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.moodpo.weights import (dpo_loss, format_instruction, hypervolume, parse_instruction, responsiveness,
@@ -235,16 +235,10 @@ class ConflictingObjectives:
 
 
 def tiny_policy(directory):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from rlhfpipe.models.loading import load_tokenizer
 
-    from rlhfpipe.models.loading import train_tokenizer
-
-    tokenizer = train_tokenizer(["hello there, how are you feeling today? I hear you. weights: long short 0.5"] * 50, 300)
-    tokenizer.save_pretrained(directory)
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(directory)
-    return tokenizer
+    save_local_pretrained(directory)
+    return load_tokenizer(directory)
 
 
 def moodpo_step(directory, tokenizer, registry, seed=0):
