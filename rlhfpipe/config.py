@@ -721,6 +721,10 @@ class MoodpoConfig:
     weights_per_prompt: int
     """copies of each prompt in a batch, each with its own weights and its own sample; every copy's weights rank
     all the prompt's samples, so the policy sees what the weights change"""
+    pairs: str
+    """how each step's samples become DPO pairs. shared: under each copy's weights, the best and the worst of all
+    the prompt's samples; mirrored: one pair per prompt, the two samples its copies' weights disagree on most,
+    labelled by each copy's weights (rlhfpipe.moodpo.weights)"""
     grad_accum: int
     """slices of a step's DPO pairs that forward and backward one at a time: the same optimizer step at
     1/grad_accum of the activation and logit memory"""
@@ -758,6 +762,7 @@ class MoodpoConfig:
         check(self.missing_eos_penalty >= 0, "missing_eos_penalty", self.missing_eos_penalty, "must be >= 0")
         check(self.weights_per_prompt >= 2, "weights_per_prompt", self.weights_per_prompt,
               "must be >= 2 (a pair needs two samples of a prompt)")
+        check(self.pairs in ("shared", "mirrored"), "pairs", self.pairs, "must be shared or mirrored")
         check(self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be >= 1")
         nested("iteration_1", self.iteration_1.validate)
         nested("iteration_2", self.iteration_2.validate)

@@ -16,7 +16,7 @@ from conftest import REPO, params_config, pipeline_copy, quick_params, run, save
 from rlhfpipe.config import ParamError, load_section
 from rlhfpipe.errors import PipelineError
 from rlhfpipe.moodpo.weights import (dpo_loss, format_instruction, hypervolume, parse_instruction, responsiveness,
-                                     round_to_units, sample_weights, shared_pairs, weighted_reward, with_instruction,
+                                     mirrored_pairs, round_to_units, sample_weights, shared_pairs, weighted_reward, with_instruction,
                                      without_instruction)
 from rlhfpipe.moodpo.training import load_prompts, objective_scores, weighted_prompts
 
@@ -124,6 +124,35 @@ def test_shared_pairs_rank_the_same_samples_under_each_vector():
 
 def test_shared_pairs_give_no_pair_when_every_sample_ties():
     chosen, rejected, margin = shared_pairs(torch.ones(2, 3, 2), torch.full((2, 3, 2), 0.5), torch.zeros(2, 3))
+    assert (margin == 0).all()
+
+
+def test_mirrored_pairs_show_the_most_disputed_pair_under_every_vector():
+    # the shared_pairs example: samples 0 and 1 are the only pair two vectors order in opposite ways
+    scores = torch.tensor([[[1.0, 0.8, 0.1], [0.2, -0.2, 0.9], [0.0, 0.0, 1.0]]])
+    weights = torch.tensor([[[0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1]]])
+    chosen, rejected, margin = mirrored_pairs(scores, weights, torch.tensor([[0.0, 0.0, 1.0]]))
+    # sample 0 minus sample 1: 0.89 - 0.23, 0.26 - 0.72, 0.75 - (-0.05); every vector prefers both to sample 2
+    assert chosen.tolist() == [[0, 1, 0]] and rejected.tolist() == [[1, 0, 1]]
+    assert margin[0].tolist() == pytest.approx([0.66, 0.46, 0.80])
+
+
+def test_mirrored_pairs_pick_the_pair_of_largest_disagreement_per_prompt():
+    # two objectives, two vectors (all on one, all on the other), four samples
+    scores = torch.tensor([[[0.0, 0.0], [1.0, 0.2], [0.1, 0.9], [0.6, 0.5]]])
+    weights = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
+    chosen, rejected, margin = mirrored_pairs(scores, weights, torch.zeros(1, 4))
+    # samples 1 and 2: the first objective prefers 1 by 0.9, the second prefers 2 by 0.7 (disagreement 0.7);
+    # every other pair is disputed by at most 0.4
+    assert chosen.tolist() == [[1, 2, 1, 2]] and rejected.tolist() == [[2, 1, 2, 1]]
+    assert margin[0].tolist() == pytest.approx([0.9, 0.7, 0.9, 0.7])
+
+
+def test_mirrored_pairs_give_no_pair_when_every_vector_orders_alike():
+    # sample 0 beats sample 1 on both objectives: no vector prefers 1, so there is nothing to mirror
+    scores = torch.tensor([[[1.0, 1.0], [0.0, 0.5]], [[0.3, 0.3], [0.3, 0.3]]])
+    weights = torch.tensor([[[0.9, 0.1], [0.1, 0.9]], [[0.5, 0.5], [0.2, 0.8]]])
+    _, _, margin = mirrored_pairs(scores, weights, torch.zeros(2, 2))
     assert (margin == 0).all()
 
 
@@ -241,7 +270,7 @@ def tiny_policy(directory):
     return load_tokenizer(directory)
 
 
-def moodpo_step(directory, tokenizer, registry, seed=0):
+def moodpo_step(directory, tokenizer, registry, seed=0, pairs="shared"):
     from rlhfpipe.moodpo.training import train_moodpo
     from rlhfpipe.training.common import NullLive
 
@@ -249,7 +278,7 @@ def moodpo_step(directory, tokenizer, registry, seed=0):
 
     names = ["long", "short"]
     cfg = dataclasses.replace(params_config("moodpo"), objectives=[MoodpoObjective(n, 0.0) for n in names],
-                              weights_per_prompt=4, grad_accum=2, max_new_tokens=8, temperature=1.0,
+                              weights_per_prompt=4, pairs=pairs, grad_accum=2, max_new_tokens=8, temperature=1.0,
                               missing_eos_penalty=0.0)
     it = dataclasses.replace(cfg.iteration_1, steps=2, batch_size=8, learning_rate=1e-3, beta=0.1, seed=seed)
     prompts = [[{"role": "user", "content": f"how are you feeling today {i}"}] for i in range(4)]
@@ -277,3 +306,15 @@ def test_conflicting_objectives_give_contrasting_pairs_and_agreeing_ones_none(tm
     # vectors that weigh length and shortness differently order the same samples differently; when both
     # objectives are the same score every vector picks the same pair
     assert conflicting["pair_contrast"] > 0 and agreeing["pair_contrast"] == 0
+
+
+def test_mirrored_pairs_train_and_give_no_pair_when_objectives_agree(tmp_path):
+    from rlhfpipe.models.loading import load_causal_lm
+
+    tokenizer = tiny_policy(tmp_path)
+    start = load_causal_lm(str(tmp_path), tokenizer).state_dict()
+    trained, _ = moodpo_step(tmp_path, tokenizer, ConflictingObjectives(), pairs="mirrored")
+    assert any(not torch.equal(x, start[k]) for k, x in trained.state_dict().items())
+    # agreeing objectives: no pair anywhere, so no gradient and the weights stay where they were
+    untouched, _ = moodpo_step(tmp_path, tokenizer, ConflictingObjectives(agree=True), pairs="mirrored")
+    assert all(torch.equal(x, start[k]) for k, x in untouched.state_dict().items())

@@ -127,7 +127,7 @@ def loaded_sections(script: str) -> dict[str, set[str] | None]:
 # A section passed whole to library code, where dvc.yaml declares only some of its keys on purpose: what the
 # library reads of it, so that the declaration can be checked against the code.
 PASSED_WHOLE = {
-    ("moodpo", "moodpo"): "train_moodpo reads objectives, alpha, weights_per_prompt, grad_accum, prompt_column, max_new_tokens, "
+    ("moodpo", "moodpo"): "train_moodpo reads objectives, alpha, weights_per_prompt, pairs, grad_accum, prompt_column, max_new_tokens, "
                           "temperature, max_length, missing_eos_penalty and the iteration's own section",
     ("base_model", "model"): "build_base_model reads every model field but dtype: models/base is always fp32",
     ("sft", "model"): "train_sft given base_dir reads only model.dtype: the model itself comes from models/base",

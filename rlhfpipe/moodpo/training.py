@@ -33,7 +33,8 @@ from rlhfpipe.io import read_jsonl
 from rlhfpipe.models.generation import decode, encode_prompts, sample
 from rlhfpipe.models.loading import disable_dropout, load_causal_lm
 from rlhfpipe.models.stop_tokens import stop_token_ids
-from rlhfpipe.moodpo.weights import dpo_loss, sample_weights, shared_pairs, with_instruction, without_instruction
+from rlhfpipe.moodpo.weights import (dpo_loss, mirrored_pairs, sample_weights, shared_pairs, with_instruction,
+                                    without_instruction)
 from rlhfpipe.training.ppo_math import truncate_after_eos
 
 
@@ -106,7 +107,7 @@ def train_moodpo(cfg: MoodpoConfig, it: MoodpoIteration, start_dir: str, tokeniz
         with devices.autocast(precision, device):
             scores = objective_scores(registry, names, [r["prompt"] for r in batch], decode(tokenizer, responses))
         groups = len(batch) // per_prompt
-        chosen, rejected, margin = shared_pairs(
+        chosen, rejected, margin = (shared_pairs if cfg.pairs == "shared" else mirrored_pairs)(
             scores.view(groups, per_prompt, -1), torch.tensor([r["weights"] for r in batch]).view(groups, per_prompt, -1),
             cfg.missing_eos_penalty * (~ended).float().view(groups, per_prompt))
         base = torch.arange(groups)[:, None] * per_prompt

@@ -99,6 +99,36 @@ def shared_pairs(scores: torch.Tensor, weights: torch.Tensor, penalty: torch.Ten
     return chosen, rejected, best - worst
 
 
+def mirrored_pairs(scores: torch.Tensor, weights: torch.Tensor, penalty: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pair of samples per prompt, ordered by each weight vector: the pair the vectors disagree on most.
+
+    Same arguments and returns as ``shared_pairs``. For a prompt, samples i and j disagree by
+    ``min(max_v (R_vi - R_vj), max_v (R_vj - R_vi))``, R the weighted reward under vector v: how strongly some
+    vector prefers i while another prefers j. The pair of largest disagreement is shown under every vector,
+    chosen and rejected as that vector orders it (margin 0 where it ties), so vectors that disagree see the
+    same two answers with opposite labels. A prompt whose vectors all order every pair alike gives no pair.
+
+    Why: under shared pairs most vectors agree on the best and worst sample, and the gradient that lowers
+    their loss regardless of the instruction swamps the part that depends on it. With mirrored labels that
+    common part cancels between the vectors that disagree, so what is left is learning to read the
+    instruction; the policy gains less under every weighting (see docs/moodpo.md).
+    """
+    rewards = weighted_reward(scores[:, None, :, :], weights[:, :, None, :]) - penalty[:, None, :]  # (G, V, W)
+    diff = rewards[:, :, :, None] - rewards[:, :, None, :]  # (G, V, W, W): sample i minus sample j under v
+    prefer = diff.amax(1)  # (G, W, W): how much the most i-favouring vector prefers i to j
+    disagreement = torch.minimum(prefer, prefer.transpose(1, 2))
+    groups, _, samples = rewards.shape
+    flat = disagreement.reshape(groups, -1).argmax(-1)
+    i, j = flat // samples, flat % samples
+    pair_diff = diff[torch.arange(groups), :, i, j]  # (G, V): i minus j under every vector
+    chosen = torch.where(pair_diff > 0, i[:, None], j[:, None])
+    rejected = torch.where(pair_diff > 0, j[:, None], i[:, None])
+    has_pair = disagreement.reshape(groups, -1).amax(-1) > 0
+    margin = pair_diff.abs() * has_pair[:, None]
+    return chosen, rejected, margin
+
+
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
              reference_rejected: torch.Tensor, beta: float) -> torch.Tensor:
     """(N,) DPO loss from (N,) sequence log-probs: ``-log sigmoid(beta * (chosen log-ratio - rejected log-ratio))``.
