@@ -154,3 +154,15 @@ def test_declared_params_are_what_the_stage_reads(name):
             continue
         missing = [a for a in sorted(attributes) if not any(a == n or a.startswith(n + ".") for n in narrowed)]
         assert missing == [], f"{name}: reads {section}.{missing} without declaring them"
+
+
+def test_moodpo_declares_every_moodpo_field_its_trainer_reads():
+    # train_moodpo gets the moodpo section whole, so the generic check above cannot see a field left undeclared
+    # (a change to it would not rerun the stage); moodpo.prompts reaches the stage through its command
+    import dataclasses
+
+    from rlhfpipe.config import MoodpoConfig
+
+    fields = {f.name for f in dataclasses.fields(MoodpoConfig)} - {"prompts", "iteration_1", "iteration_2"}
+    declared = {p.split(".", 1)[1] for p in paths(DVC["moodpo"]["do"]["params"]) if p.startswith("moodpo.")}
+    assert declared == fields | {"iteration_${key}"}
