@@ -15,16 +15,16 @@ from rlhfpipe import distributed
 from rlhfpipe.errors import PipelineError
 
 
-def stage_device(launched: bool = False, trl_single: bool = False) -> torch.device:
+def stage_device(launched: bool = False, single_process: bool = False) -> torch.device:
     """This process's device (joining the launcher's process group first); TF32 matmuls on CUDA.
 
     ``launched``: the stage runs under ``runtime.launcher``, so several visible GPUs without a launcher are
     refused in one line (TRL would wrap the model in DataParallel or raise deep inside its setup);
-    ``trl_single``: a TRL stage that always runs as one process (child_sft, moodpo), refused likewise.
+    ``single_process``: a stage that always runs as one process (child_sft, moodpo), refused likewise.
     TF32 keeps fp32 storage and rounds only the matmul inputs (10-bit mantissa), which the CPU toy runs never
     see; on Ampere and later it is several times faster than exact fp32.
     """
-    if launched or trl_single:
+    if launched or single_process:
         refuse_unlaunched_gpus(launched)
     device = distributed.init()
     if device.type == "cuda":

@@ -17,7 +17,7 @@ def main(argv: list[str]) -> None:
         argv, 4, "child_sft.py PREPARED_DIR BASE_MODEL_DIR OUT_DIR METRICS_JSON")
     runtime, cfg = load_section("runtime"), load_section("dialogue")
     setup_runtime(runtime.num_threads, cfg.child_sft.seed)
-    stage_device(trl_single=True)
+    stage_device(single_process=True)
     child = cfg.child
     # a pretrained child keeps its own tokenizer; a from-scratch one shares the base model's
     tokenizer = (adapt_pretrained_tokenizer(child.name_or_path, child.trust_remote_code) if child.name_or_path

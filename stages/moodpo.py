@@ -25,7 +25,7 @@ def main(argv: list[str]) -> None:
     it = getattr(cfg, f"iteration_{n}")
     setup_runtime(runtime.num_threads, it.seed)
     trackers.activate(runtime.report_to, runtime.tracker_dir, f"moodpo_{n}")
-    device = stage_device(trl_single=True)
+    device = stage_device(single_process=True)
     refuse_deepspeed(f"moodpo@{n}")
     precision = stage_precision(runtime.precision, device)
     tokenizer = load_tokenizer(start_dir)

@@ -393,7 +393,7 @@ def test_several_gpus_without_a_launcher_and_deepspeed_under_ppo_are_refused_in_
     with pytest.raises(PipelineError, match=r"^4 GPUs are visible to one process: set runtime.launcher"):
         devices.stage_device(launched=True)
     with pytest.raises(PipelineError, match=r"^4 GPUs are visible, and this stage trains in one process: pick one"):
-        devices.stage_device(trl_single=True)
+        devices.stage_device(single_process=True)
     monkeypatch.setenv("WORLD_SIZE", "4")
     devices.refuse_unlaunched_gpus()  # one process per GPU: fine
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")

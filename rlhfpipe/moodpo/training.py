@@ -35,7 +35,7 @@ from rlhfpipe.models.loading import disable_dropout, load_causal_lm
 from rlhfpipe.models.stop_tokens import stop_token_ids
 from rlhfpipe.moodpo.weights import (dpo_loss, mirrored_pairs, sample_weights, shared_pairs, with_instruction,
                                     without_instruction)
-from rlhfpipe.training.ppo_math import truncate_after_eos
+from rlhfpipe.training.ppo_math import masked_sum, truncate_after_eos
 
 
 def load_prompts(path: str, prompt_column: str) -> list[list[dict]]:
@@ -76,7 +76,7 @@ def objective_scores(registry, names: list[str], prompts: list[list[dict]], text
 
 def sequence_logprobs(model, queries, query_mask, responses, response_mask) -> torch.Tensor:
     """(B,) summed log-prob of each response (softmax at temperature 1, as DPO's implicit reward is defined)."""
-    return (response_logprobs(model, queries, query_mask, responses, response_mask, 1.0) * response_mask).sum(1)
+    return masked_sum(response_logprobs(model, queries, query_mask, responses, response_mask, 1.0), response_mask, 1)
 
 
 def train_moodpo(cfg: MoodpoConfig, it: MoodpoIteration, start_dir: str, tokenizer, rows: list[dict], registry,

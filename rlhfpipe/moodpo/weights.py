@@ -5,7 +5,7 @@ The policy learns which objectives matter from a system message of a fixed form,
     weights: reward_model 0.6 empathy 0.3 brevity 0.1
 
 objective names in ``moodpo.objectives`` order, each weight with one decimal, summing to 1. One decimal
-keeps the instruction a handful of tokens that a from-scratch model can learn to read.
+keeps the instruction a handful of tokens, and the evaluation grid's vectors among those seen in training.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def parse_instruction(text: str, names: list[str]) -> list[float]:
 def with_instruction(prompt: list[dict], names: list[str], weights) -> list[dict]:
     """The prompt with the weight instruction as a system message just before the client's latest message.
 
-    Not first: a four-layer model reads what sits near its response far more easily than the start of a
-    long history (and TRL wants the prompt to end with the user's message).
+    Not first: the from-scratch toy read what sat near its response far more easily than the start of a
+    long history, and the assistant's turn has to follow the user's message in the chat template.
     """
     return prompt[:-1] + [{"role": "system", "content": format_instruction(names, weights)}] + prompt[-1:]
 
