@@ -79,6 +79,12 @@ def weighted_reward(scores: torch.Tensor, weights: torch.Tensor) -> torch.Tensor
     return (scores * weights).sum(-1)
 
 
+def rewards_under_every_vector(scores: torch.Tensor, weights: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """(G, W vectors, W samples): the weighted reward of every sample of a prompt under every vector of that prompt,
+    from ``scores`` (G, W, K), ``weights`` (G, W, K) and ``penalty`` (G, W), as ``shared_pairs`` takes them."""
+    return weighted_reward(scores[:, None, :, :], weights[:, :, None, :]) - penalty[:, None, :]
+
+
 def shared_pairs(scores: torch.Tensor, weights: torch.Tensor, penalty: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One DPO pair per weight vector, all drawn from the same samples of a prompt.
@@ -92,8 +98,7 @@ def shared_pairs(scores: torch.Tensor, weights: torch.Tensor, penalty: torch.Ten
     objectives conflict, vectors order the same two answers in opposite ways, and only a policy that
     reads its instruction can lower the DPO loss of both pairs.
     """
-    # (G, W vectors, W samples): every sample's scores under every vector of its prompt
-    rewards = weighted_reward(scores[:, None, :, :], weights[:, :, None, :]) - penalty[:, None, :]
+    rewards = rewards_under_every_vector(scores, weights, penalty)
     best, chosen = rewards.max(-1)
     worst, rejected = rewards.min(-1)
     return chosen, rejected, best - worst
@@ -114,17 +119,18 @@ def mirrored_pairs(scores: torch.Tensor, weights: torch.Tensor, penalty: torch.T
     common part cancels between the vectors that disagree, so what is left is learning to read the
     instruction; the policy gains less under every weighting (see docs/moodpo.md).
     """
-    rewards = weighted_reward(scores[:, None, :, :], weights[:, :, None, :]) - penalty[:, None, :]  # (G, V, W)
+    rewards = rewards_under_every_vector(scores, weights, penalty)
     diff = rewards[:, :, :, None] - rewards[:, :, None, :]  # (G, V, W, W): sample i minus sample j under v
     prefer = diff.amax(1)  # (G, W, W): how much the most i-favouring vector prefers i to j
     disagreement = torch.minimum(prefer, prefer.transpose(1, 2))
     groups, _, samples = rewards.shape
-    flat = disagreement.reshape(groups, -1).argmax(-1)
+    disagreement = disagreement.reshape(groups, -1)
+    flat = disagreement.argmax(-1)
     i, j = flat // samples, flat % samples
     pair_diff = diff[torch.arange(groups), :, i, j]  # (G, V): i minus j under every vector
     chosen = torch.where(pair_diff > 0, i[:, None], j[:, None])
     rejected = torch.where(pair_diff > 0, j[:, None], i[:, None])
-    has_pair = disagreement.reshape(groups, -1).amax(-1) > 0
+    has_pair = disagreement[torch.arange(groups), flat] > 0
     margin = pair_diff.abs() * has_pair[:, None]
     return chosen, rejected, margin
 
