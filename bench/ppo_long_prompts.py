@@ -74,7 +74,8 @@ def main(argv: list[str]) -> int:
     lengths = sorted(prompt_length(tokenizer, p) for p in prompts)
     models = build_models(cfg, "models/sft", "models/reward", tokenizer, device)
     registry = RewardRegistry(RewardModel("models/reward", device), normalize_reward_model=cfg.normalize_rewards,
-                              cohesion_weights=load_section("cohesion"), references={})
+                              cohesion_weights=load_section("cohesion"), references={},
+                              length_floor_fraction=cfg.length_floor)
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as ckpt:
         state = train_ppo(cfg, models, tokenizer, prompts, registry, NullLive(), Path(ckpt),
