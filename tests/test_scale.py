@@ -4,6 +4,9 @@ precision, device placement, stop tokens and the value model's start."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
@@ -14,7 +17,7 @@ from rlhfpipe.models.loading import train_tokenizer
 from rlhfpipe.models.prompt_length import drop_long_prompts, prompt_length
 from rlhfpipe.training.ppo import PPOModels, ValueHead, forward_policy, rollout_scores
 from rlhfpipe.training.common import NullLive
-from conftest import params_config
+from conftest import params_config, pipeline_copy, run
 
 VOCAB, PROMPT, RESPONSE, BATCH = 50_000, 512, 8, 4
 
@@ -500,3 +503,15 @@ def test_length_floor_refuses_reward_statistics_without_the_sft_length(reward_di
 
     with pytest.raises(PipelineError, match=r"reward_stats.json: no words_mean .* rerun the reward stage"):
         RewardRegistry(RewardModel(reward_dir), length_floor_fraction=0.8)
+
+
+@pytest.mark.slow
+def test_long_prompt_bench_runs_the_ppo_stage_on_the_built_pipeline(pipeline, tmp_path):
+    """bench/ppo_long_prompts.py builds the ppo stage's models and rewards itself: on the built tiny pipeline (whose
+    ppo rewards include length_floor) one update runs on prompts of exactly the asked length."""
+    repo = pipeline_copy(pipeline, tmp_path / "repo")
+    out = tmp_path / "long.json"
+    run([sys.executable, "-m", "bench.ppo_long_prompts", "--prompt-tokens", "48", "--out", str(out)], cwd=repo)
+    result = json.loads(out.read_text())
+    assert result["prompt_tokens"] == [48, 48] and result["updates"] == 1
+    assert result["peak_rss_gib"] > 0
