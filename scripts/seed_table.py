@@ -37,7 +37,12 @@ def main(argv: list[str]) -> None:
             raise PipelineError(f"{path}: file not found")
         text, where = path.read_text(encoding="utf-8"), str(path)
     else:
-        proc = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+        # the commit by hash: on a detached HEAD, `dvc exp show` lists a branch's experiments, not HEAD's
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+        if head.returncode != 0:
+            raise PipelineError(f"git rev-parse HEAD failed: {head.stderr.strip().splitlines()[-1:]}")
+        proc = subprocess.run(["dvc", "exp", "show", "--json", "--rev", head.stdout.strip()], capture_output=True,
+                              text=True)
         if proc.returncode != 0:
             raise PipelineError(f"dvc exp show --json failed: {proc.stderr.strip().splitlines()[-1:]}")
         text, where = proc.stdout, "dvc exp show --json"
