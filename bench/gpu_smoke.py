@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import resource
 import sys
@@ -116,8 +117,12 @@ def run_shape(name: str, device: torch.device, work: Path, sizes: dict) -> list[
     del model
 
     registry = RewardRegistry(RewardModel(reward_dir, device))
-    ppo_cfg = dataclasses.replace(load_section("ppo", PARAMS), total_episodes=steps * b, batch_size=b, mini_batches=2, ppo_epochs=1, max_new_tokens=48,
-                        learning_rate=1e-5, rewards=[RewardTerm("reward_model", 1.0)], save_every=1.0)
+    ppo_defaults = load_section("ppo", PARAMS)
+    # the default's gradient accumulation where it divides the smoke's micro-batch of b // 2
+    ppo_cfg = dataclasses.replace(ppo_defaults, total_episodes=steps * b, batch_size=b, mini_batches=2, ppo_epochs=1,
+                                  grad_accum=math.gcd(ppo_defaults.grad_accum, b // 2), max_new_tokens=48,
+                                  learning_rate=1e-5, rewards=[RewardTerm("reward_model", 1.0)], save_every=1.0)
+    ppo_cfg.validate()
     models = build_models(ppo_cfg, str(sft_dir), str(reward_dir), tokenizer, device)
     _, s, peak = timed(device, lambda: train_ppo(ppo_cfg, models, tokenizer, prompts, registry, NullLive(),
                                                  work / f"{name}-ppo-ckpt", precision="bf16"))
