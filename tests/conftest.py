@@ -39,7 +39,9 @@ TINY_PARAMS = {
     "reward": {"epochs": 1.0, "batch_size": 16, "bootstrap_samples": 50, "norm_prompts": 256},
     "ppo": {"total_episodes": 32, "batch_size": 16, "mini_batches": 2, "ppo_epochs": 1, "max_new_tokens": 16,
             "save_every": 0.5},
-    "grpo": {"steps": 2, "prompts_per_step": 4, "num_generations": 2, "max_completion_length": 16},
+    # six steps: killed_build must catch a checkpoint before the stage ends and clears them, and two steps
+    # (0.1 s each on a fast CPU) closed that window between two polls
+    "grpo": {"steps": 6, "prompts_per_step": 4, "num_generations": 2, "max_completion_length": 16},
     "evaluate": {"num_prompts": 16, "max_new_tokens": 16, "ranked_prompts": 3, "ranked_completions": 3},
     "dialogue": {"child": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32},
                  "child_sft": {"epochs": 0.5, "batch_size": 16}, "teacher_max_new_tokens": 12, "epochs": 0.75, "eval_windows": 16,
@@ -139,7 +141,7 @@ def repro_until(repo: Path, ready, log: Path, *targets: str, timeout: float = 90
             while not ready():
                 assert proc.poll() is None, f"dvc repro ended before the checkpoint appeared:\n{log.read_text()[-3000:]}"
                 assert time.monotonic() < deadline, "no checkpoint in time"
-                time.sleep(0.1)
+                time.sleep(0.02)
         finally:
             # also when waiting failed, so that no stage outlives the test; the group may be gone already
             with contextlib.suppress(ProcessLookupError):

@@ -43,7 +43,7 @@ def test_repro_builds_every_output(built):
         assert {k: summary[policy][k] for k in evaluated if k in summary[policy]} == {
             k: v for k, v in evaluated.items() if k in summary[policy]}
     assert summary["ppo"]["kl_to_sft"] > 0  # PPO's two updates moved it off the SFT policy
-    assert json.loads((repo / "metrics/grpo.json").read_text())["steps"] == 2
+    assert json.loads((repo / "metrics/grpo.json").read_text())["steps"] == 6
     assert (repo / "metrics/train/grpo/plots/metrics/train/reward.tsv").is_file()
     # held-out accuracy by an independent count over the stored test pairs, scored by the saved reward model
     from rlhfpipe.rewards.reward_model import RewardModel
