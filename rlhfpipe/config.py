@@ -713,6 +713,36 @@ class MoodpoIteration:
 
 
 @dataclass
+class MoodpoWarmup:
+    prompts: int
+    """training prompts (a seeded choice) the warm-up samples for; 0 skips it and iteration 1 starts from SFT as it is"""
+    samples: int
+    """completions sampled per prompt from the starting policy, without an instruction; each weight vector's target
+    is the best of them"""
+    weights_per_prompt: int
+    """weight vectors drawn per prompt from Dirichlet(moodpo.alpha), each one training row"""
+    sample_batch: int
+    """completions sampled in one batch (samples * prompts per batch); memory, not results, beyond float rounding"""
+    epochs: int
+    """passes over the rows"""
+    batch_size: int
+    """rows per optimizer step (in moodpo.grad_accum slices)"""
+    learning_rate: float
+    """constant AdamW learning rate of the full fine-tune"""
+    seed: int
+    """seed of the prompt choice, weight draws, sampling and row order"""
+
+    def validate(self) -> None:
+        check(self.prompts >= 0, "prompts", self.prompts, "must be >= 0 (0 skips the warm-up)")
+        check(self.samples >= 2, "samples", self.samples, "must be >= 2 (the best of one sample is no choice)")
+        check(self.weights_per_prompt >= 1, "weights_per_prompt", self.weights_per_prompt, "must be >= 1")
+        check(self.sample_batch >= 1, "sample_batch", self.sample_batch, "must be >= 1")
+        check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1)")
+
+
+@dataclass
 class MoodpoConfig:
     objectives: list[MoodpoObjective]
     """objectives, in the order the weight instruction names them"""
@@ -741,8 +771,10 @@ class MoodpoConfig:
     metrics/moodpo_<n>.json"""
     missing_eos_penalty: float
     """subtracted from the weighted reward of a completion that never emits EOS"""
+    warmup: MoodpoWarmup
+    """weight-conditioned best-of-n fine-tuning of the SFT policy before iteration 1 (rlhfpipe.moodpo.warmup)"""
     iteration_1: MoodpoIteration
-    """the iteration that starts from the SFT policy"""
+    """the iteration that starts from the warm-up's policy"""
     iteration_2: MoodpoIteration
     """the iteration that starts from iteration 1's policy"""
 
@@ -764,6 +796,7 @@ class MoodpoConfig:
               "must be >= 2 (a pair needs two samples of a prompt)")
         check(self.pairs in ("shared", "mirrored"), "pairs", self.pairs, "must be shared or mirrored")
         check(self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be >= 1")
+        nested("warmup", self.warmup.validate)
         nested("iteration_1", self.iteration_1.validate)
         nested("iteration_2", self.iteration_2.validate)
         for key in ("iteration_1", "iteration_2"):

@@ -47,6 +47,7 @@ TINY_PARAMS = {
                  "child_sft": {"epochs": 0.5, "batch_size": 16}, "teacher_max_new_tokens": 12, "epochs": 0.75, "eval_windows": 16,
                  "ppo": {"batch_size": 8, "ppo_epochs": 1, "max_new_tokens": 12, "save_every": 0.25}},
     "moodpo": {"max_new_tokens": 8, "max_length": 96,
+               "warmup": {"prompts": 8, "samples": 2, "weights_per_prompt": 2, "sample_batch": 8, "batch_size": 4},
                "iteration_1": {"steps": 2, "batch_size": 4, "learning_rate": 0.0005, "beta": 0.1, "seed": 0},
                "iteration_2": {"steps": 2, "batch_size": 4, "learning_rate": 0.0005, "beta": 0.1, "seed": 1}},
     "moodpo_eval": {"num_prompts": 4, "max_new_tokens": 8},

@@ -318,3 +318,61 @@ def test_mirrored_pairs_train_and_give_no_pair_when_objectives_agree(tmp_path):
     # agreeing objectives: no pair anywhere, so no gradient and the weights stay where they were
     untouched, _ = moodpo_step(tmp_path, tokenizer, ConflictingObjectives(agree=True), pairs="mirrored")
     assert all(torch.equal(x, start[k]) for k, x in untouched.state_dict().items())
+
+
+def test_warmup_targets_are_the_best_sample_under_each_vector():
+    from rlhfpipe.moodpo.warmup import pick_targets
+
+    # one prompt, three samples scored (long, short): a long one, a short one, one in between
+    scores = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.6, 0.6]]])
+    weights = torch.tensor([[[0.9, 0.1], [0.1, 0.9], [0.5, 0.5]]])
+    # rewards per vector: (0.9, 0.1, 0.6), (0.1, 0.9, 0.6), (0.5, 0.5, 0.6)
+    assert pick_targets(scores, weights, torch.zeros(1, 3)).tolist() == [[0, 1, 2]]
+    # a sample that never ended loses the penalty under every vector
+    assert pick_targets(scores, weights, torch.tensor([[1.0, 0.0, 0.0]])).tolist() == [[2, 1, 2]]
+
+
+def test_warmup_target_stats_by_hand():
+    from rlhfpipe.moodpo.warmup import target_stats
+
+    scores = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.2, 0.2], [0.4, 0.4]]])
+    weights = torch.tensor([[[0.9, 0.1], [0.1, 0.9]], [[0.9, 0.1], [0.1, 0.9]]])
+    targets = torch.tensor([[0, 1], [1, 1]])
+    stats = target_stats(scores, weights, targets, ["long", "short"])
+    assert stats["target_contrast"] == 0.5  # the first prompt's vectors picked different samples, the second's did not
+    # "long" weighted 0.9 picked (1.0, 0.4), weighted 0.1 picked (0.0, 0.4)
+    assert stats["target_scores"]["long"] == {"high": pytest.approx(0.7), "low": pytest.approx(0.2),
+                                              "all_samples": pytest.approx(0.4)}
+    assert stats["target_scores"]["short"]["high"] == pytest.approx(0.7)
+
+
+def test_warmup_rows_follow_each_vector_and_training_is_reproducible(tmp_path):
+    from rlhfpipe.config import MoodpoObjective
+    from rlhfpipe.models.generation import encode_prompts
+    from rlhfpipe.models.loading import load_causal_lm
+    from rlhfpipe.moodpo.warmup import best_of_n_rows, train_warmup
+    from rlhfpipe.training.common import NullLive
+
+    tokenizer = tiny_policy(tmp_path)
+    names = ["long", "short"]
+    cfg = params_config("moodpo")
+    cfg = dataclasses.replace(cfg, objectives=[MoodpoObjective(n, 0.0) for n in names], grad_accum=2, max_new_tokens=8,
+                              temperature=1.0, missing_eos_penalty=0.0,
+                              warmup=dataclasses.replace(cfg.warmup, prompts=8, samples=4, weights_per_prompt=2,
+                                                         sample_batch=16, epochs=1, batch_size=4, learning_rate=1e-3, seed=0))
+    prompts = [[{"role": "user", "content": f"how are you feeling today {i}"}] for i in range(8)]
+
+    def warm():
+        policy = load_causal_lm(str(tmp_path), tokenizer)
+        rows, stats = best_of_n_rows(policy, tokenizer, ConflictingObjectives(), cfg, prompts, "fp32", torch.device("cpu"))
+        return policy, rows, stats, train_warmup(policy, tokenizer, rows, cfg, NullLive(), "fp32", torch.device("cpu"))
+
+    (a, rows, stats, metrics), (b, rows_b, _, _) = warm(), warm()
+    assert rows == rows_b and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert len(rows) == 16 and metrics["steps"] == 4
+    assert stats["target_contrast"] > 0
+    assert stats["target_scores"]["long"]["high"] > stats["target_scores"]["long"]["low"]
+    # every row's prompt carries its vector's instruction, and the response is a sample of that prompt (ids only)
+    assert all(r["prompt"][-2]["role"] == "system" and r["prompt"][-2]["content"].startswith("weights:") for r in rows)
+    assert all(isinstance(t, int) for r in rows for t in r["response"])
+    encode_prompts(tokenizer, [r["prompt"] for r in rows])  # the rows are valid chat prompts
