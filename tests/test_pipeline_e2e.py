@@ -12,7 +12,7 @@ from conftest import out_md5s, pipeline_copy
 pytestmark = pytest.mark.slow
 
 STAGES = ["corpus", "prepare", "base_model", "sft", "preferences", "reward", "ppo", "grpo", "evaluate@sft",
-          "evaluate@ppo", "evaluate@grpo", "compare", "child_sft", "dialogue_ppo", "moodpo@1", "moodpo@2", "moodpo_eval"]
+          "evaluate@ppo", "evaluate@grpo", "compare", "child_sft", "dialogue_ppo", "moodpo_warmup", "moodpo@1", "moodpo@2", "moodpo_eval"]
 
 
 def stages_run(output: str) -> list[str]:

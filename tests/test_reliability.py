@@ -240,8 +240,11 @@ BAD_INPUTS = {
     "child_sft_batch_size": ("child_sft", params(dialogue={"child_sft": {"batch_size": 0}}),
                              "params.yaml: dialogue.child_sft.batch_size=0"),
     "child_model_missing": ("dialogue_ppo", lambda root: None, "models/child_sft: no such directory"),
-    "moodpo_reward_model_missing": ("moodpo@1", lambda root: None,
+    "moodpo_reward_model_missing": ("moodpo_warmup", lambda root: None,
                                     "models/reward: not a reward model directory (no config.json)"),
+    "moodpo_warmup_policy_missing": ("moodpo@1", lambda root: None, "models/moodpo_warmup: no such directory"),
+    "moodpo_warmup_samples": ("moodpo_warmup", params(moodpo={"warmup": {"samples": 1}}),
+                              "params.yaml: moodpo.warmup.samples=1"),
     "moodpo_policy_missing": ("moodpo_eval", lambda root: None, "models/moodpo_2: no such directory"),
 }
 

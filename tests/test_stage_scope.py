@@ -74,12 +74,13 @@ def rerun(changed: str) -> set[str]:
     ("ppo.kl_coef", {"ppo", "evaluate@ppo", "compare"}),
     ("grpo.beta", {"grpo", "evaluate@grpo", "compare"}),
     ("reward.margin", {"reward", "ppo", "grpo", "evaluate@sft", "evaluate@ppo", "evaluate@grpo", "compare",
-                       "moodpo@1", "moodpo@2", "moodpo_eval"}),
+                       "moodpo_warmup", "moodpo@1", "moodpo@2", "moodpo_eval"}),
     ("evaluate.num_prompts", {"evaluate@sft", "evaluate@ppo", "evaluate@grpo", "compare"}),
     ("dialogue.ppo.kl_coef", {"dialogue_ppo"}),  # child_sft declares dialogue.child_sft, not dialogue.ppo
     ("dialogue.child_sft.epochs", {"child_sft", "dialogue_ppo"}),
     ("moodpo.iteration_2.learning_rate", {"moodpo@2", "moodpo_eval"}),
-    ("moodpo.alpha", {"moodpo@1", "moodpo@2", "moodpo_eval"}),
+    ("moodpo.alpha", {"moodpo_warmup", "moodpo@1", "moodpo@2", "moodpo_eval"}),
+    ("moodpo.warmup.learning_rate", {"moodpo_warmup", "moodpo@1", "moodpo@2", "moodpo_eval"}),
     ("moodpo_eval.num_prompts", {"moodpo_eval"}),
     # base_model reads it, so everything that starts from models/base (child_sft takes its tokenizer) reruns
     ("model.allow_pickle", set(STAGES) - {"corpus", "prepare"}),
@@ -127,6 +128,7 @@ def loaded_sections(script: str) -> dict[str, set[str] | None]:
 # A section passed whole to library code, where dvc.yaml declares only some of its keys on purpose: what the
 # library reads of it, so that the declaration can be checked against the code.
 PASSED_WHOLE = {
+    ("moodpo_warmup", "moodpo"): "best_of_n_rows and train_warmup read the fields their source names (checked below)",
     ("moodpo", "moodpo"): "train_moodpo reads objectives, alpha, weights_per_prompt, pairs, grad_accum, prompt_column, max_new_tokens, "
                           "temperature, max_length, missing_eos_penalty and the iteration's own section",
     ("base_model", "model"): "build_base_model reads every model field but dtype: models/base is always fp32",
@@ -163,6 +165,16 @@ def test_moodpo_declares_every_moodpo_field_its_trainer_reads():
 
     from rlhfpipe.config import MoodpoConfig
 
-    fields = {f.name for f in dataclasses.fields(MoodpoConfig)} - {"prompts", "iteration_1", "iteration_2"}
+    fields = {f.name for f in dataclasses.fields(MoodpoConfig)} - {"prompts", "warmup", "iteration_1", "iteration_2"}
     declared = {p.split(".", 1)[1] for p in paths(DVC["moodpo"]["do"]["params"]) if p.startswith("moodpo.")}
     assert declared == fields | {"iteration_${key}"}
+
+
+def test_moodpo_warmup_declares_the_moodpo_fields_its_code_reads():
+    # the warm-up's code reads the section as ``cfg``: every ``cfg.<field>`` in it must be declared, and nothing more
+    import re
+
+    read = {m for f in ("stages/moodpo_warmup.py", "rlhfpipe/moodpo/warmup.py")
+            for m in re.findall(r"\bcfg\.(\w+)", (REPO / f).read_text())}
+    declared = {p.split(".", 1)[1] for p in paths(DVC["moodpo_warmup"]["params"]) if p.startswith("moodpo.")}
+    assert read - {"prompts"} == declared
