@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Seed robustness: queue one DVC experiment per seed that reruns the RL stages (ppo, grpo, moodpo@1, moodpo@2,
-# dialogue_ppo) and their evaluations (evaluate@ppo, evaluate@grpo, compare, moodpo_eval) with that seed, SFT and
+# Seed robustness: queue one DVC experiment per seed that reruns the RL stages (ppo, grpo, moodpo_warmup,
+# moodpo@1, moodpo@2, dialogue_ppo) and their evaluations (evaluate@ppo, evaluate@grpo, compare, moodpo_eval) with that seed, SFT and
 # the reward model shared (their params do not change, so DVC restores them from the cache), then run the queue
 # one experiment at a time and write the table:
 #
@@ -8,8 +8,8 @@
 #   scripts/seeds.sh              # seeds 0 1 2; or scripts/seeds.sh 3 4 5
 #   -> metrics/seeds.md           (python scripts/seed_table.py reads `dvc exp show --json`)
 #
-# Seed s sets ppo.seed, grpo.seed and dialogue.ppo.seed to s, and the MOODPO iterations to 2s and 2s+1, so seed 0
-# is the committed default. Experiments are named seed-<s>; remove old ones first (dvc exp remove seed-0 ...).
+# Seed s sets ppo.seed, grpo.seed, dialogue.ppo.seed and moodpo.warmup.seed to s, and the MOODPO iterations to 2s
+# and 2s+1, so seed 0 is the committed default. Experiments are named seed-<s>; remove old ones first (dvc exp remove seed-0 ...).
 # Evaluation seeds (evaluate.seed, moodpo_eval.seed, dialogue.seed) stay fixed: every experiment is measured on the
 # same prompts with the same sampling noise, so what differs between them is training.
 set -euo pipefail
@@ -21,7 +21,7 @@ for s in "${seeds[@]}"; do
 done
 for s in "${seeds[@]}"; do
   dvc exp run --queue -n "seed-$s" \
-    -S "ppo.seed=$s" -S "grpo.seed=$s" -S "dialogue.ppo.seed=$s" \
+    -S "ppo.seed=$s" -S "grpo.seed=$s" -S "dialogue.ppo.seed=$s" -S "moodpo.warmup.seed=$s" \
     -S "moodpo.iteration_1.seed=$((2 * s))" -S "moodpo.iteration_2.seed=$((2 * s + 1))"
 done
 # one at a time: on a CPU machine parallel jobs only fight over cores and change float sums
