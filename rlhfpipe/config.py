@@ -722,7 +722,8 @@ class MoodpoWarmup:
     weights_per_prompt: int
     """weight vectors drawn per prompt from Dirichlet(moodpo.alpha), each one training row"""
     sample_batch: int
-    """completions sampled in one batch (samples * prompts per batch); memory, not results, beyond float rounding"""
+    """completions sampled in one batch (samples * prompts per batch): memory and speed; it also changes which
+    completions the seeded generator draws, not how they are distributed"""
     epochs: int
     """passes over the rows"""
     batch_size: int
