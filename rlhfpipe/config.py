@@ -727,7 +727,9 @@ class MoodpoWarmup:
     epochs: int
     """passes over the rows"""
     batch_size: int
-    """rows per optimizer step (in moodpo.grad_accum slices)"""
+    """rows per optimizer step"""
+    grad_accum: int
+    """slices of a step's rows that forward and backward one at a time: the same step at less activation memory"""
     learning_rate: float
     """constant AdamW learning rate of the full fine-tune"""
     seed: int
@@ -740,6 +742,7 @@ class MoodpoWarmup:
         check(self.sample_batch >= 1, "sample_batch", self.sample_batch, "must be >= 1")
         check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be >= 1")
         check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1)")
 
 

@@ -16,6 +16,15 @@ from rlhfpipe.training import trackers
 from rlhfpipe.training.common import open_live
 
 
+def scored_rows(policy, tokenizer, cfg, prompts, prompts_path: str, reward_dir: str, precision: str, device):
+    """The warm-up's rows; the reward model lives only while they are scored, not through the fine-tune."""
+    prepared = read_jsonl(prompts_path) if prompts_path.endswith(".jsonl") else []
+    names = [o.name for o in cfg.objectives]
+    registry = RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None,
+                              cohesion_weights=load_section("cohesion"), references=summary_references(prepared))
+    return best_of_n_rows(policy, tokenizer, registry, cfg, prompts, precision, device)
+
+
 def main(argv: list[str]) -> None:
     prompts_path, start_dir, reward_dir, out_dir, metrics_path, curves_dir = usage(
         argv, 6, "moodpo_warmup.py PROMPTS START_DIR REWARD_DIR OUT_DIR METRICS_JSON CURVES_DIR")
@@ -37,10 +46,7 @@ def main(argv: list[str]) -> None:
             prompts, dropped = drop_long_prompts(tokenizer, load_prompts(prompts_path, cfg.prompt_column),
                                                  cfg.max_length - cfg.max_new_tokens, "moodpo.max_length",
                                                  conversation=lambda p: with_instruction(p, names, [0.5] * len(names)))
-            prepared = read_jsonl(prompts_path) if prompts_path.endswith(".jsonl") else []
-            registry = RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None,
-                                      cohesion_weights=load_section("cohesion"), references=summary_references(prepared))
-            rows, stats = best_of_n_rows(policy, tokenizer, registry, cfg, prompts, precision, device)
+            rows, stats = scored_rows(policy, tokenizer, cfg, prompts, prompts_path, reward_dir, precision, device)
             metrics = {"rows": len(rows), "prompts_dropped": dropped, **stats,
                        **train_warmup(policy, tokenizer, rows, cfg, live, precision, device)}
         live.end()

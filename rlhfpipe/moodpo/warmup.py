@@ -110,7 +110,7 @@ def train_warmup(policy, tokenizer, rows: list[dict], cfg: MoodpoConfig, live, p
         optimizer.zero_grad(set_to_none=True)
         tokens = sum(len(rows[i]["response"]) for i in batch)
         total = 0.0
-        for part in np.array_split(batch, min(cfg.grad_accum, len(batch))):
+        for part in np.array_split(batch, min(warm.grad_accum, len(batch))):
             queries, query_mask = (t.to(device) for t in encode_prompts(tokenizer, [rows[i]["prompt"] for i in part]))
             width = max(len(rows[i]["response"]) for i in part)
             responses = torch.full((len(part), width), tokenizer.pad_token_id, dtype=torch.long)
