@@ -2,16 +2,11 @@
 
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
-from rlhfpipe.data.summary_prompt import summary_references
 from rlhfpipe.devices import refuse_deepspeed, stage_device, stage_precision
 from rlhfpipe.errors import PipelineError
-from rlhfpipe.io import atomic_path, read_jsonl, write_json
+from rlhfpipe.io import atomic_path, write_json
 from rlhfpipe.models.loading import load_tokenizer, save_model
-from rlhfpipe.models.prompt_length import drop_long_prompts
-from rlhfpipe.moodpo.training import load_prompts, train_moodpo, weighted_prompts
-from rlhfpipe.moodpo.weights import with_instruction
-from rlhfpipe.rewards.registry import RewardRegistry
-from rlhfpipe.rewards.reward_model import RewardModel
+from rlhfpipe.moodpo.training import fitting_prompts, objective_registry, train_moodpo, weighted_prompts
 from rlhfpipe.training import trackers
 from rlhfpipe.training.common import open_live
 
@@ -30,15 +25,9 @@ def main(argv: list[str]) -> None:
     precision = stage_precision(runtime.precision, device)
     tokenizer = load_tokenizer(start_dir)
     names = [o.name for o in cfg.objectives]
-    # the instruction's length does not depend on the weights (one decimal each)
-    prompts, dropped = drop_long_prompts(tokenizer, load_prompts(prompts_path, cfg.prompt_column),
-                                         cfg.max_length - cfg.max_new_tokens, "moodpo.max_length",
-                                         conversation=lambda p: with_instruction(p, names, [0.5] * len(names)))
+    prompts, dropped = fitting_prompts(tokenizer, cfg, prompts_path)
     rows = weighted_prompts(prompts, names, cfg.alpha, cfg.weights_per_prompt, it)
-    # a prepared prompt set carries the reference summaries; a CSV of prompts carries none
-    prepared = read_jsonl(prompts_path) if prompts_path.endswith(".jsonl") else []
-    registry = RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None,
-                              cohesion_weights=load_section("cohesion"), references=summary_references(prepared))
+    registry = objective_registry(names, prompts_path, reward_dir, load_section("cohesion"), device)
     with atomic_path(curves_dir) as curves:
         live = open_live(curves)
         model, metrics = train_moodpo(cfg, it, start_dir, tokenizer, rows, registry, live, precision, device)

@@ -2,26 +2,19 @@
 
 from rlhfpipe.cli import run_stage, setup_runtime, usage
 from rlhfpipe.config import as_dict, load_section
-from rlhfpipe.data.summary_prompt import summary_references
 from rlhfpipe.devices import place, refuse_deepspeed, stage_device, stage_precision
-from rlhfpipe.io import atomic_path, read_jsonl, write_json
+from rlhfpipe.io import atomic_path, write_json
 from rlhfpipe.models.loading import disable_dropout, load_causal_lm, load_tokenizer, save_model
-from rlhfpipe.models.prompt_length import drop_long_prompts
-from rlhfpipe.moodpo.training import load_prompts
+from rlhfpipe.moodpo.training import fitting_prompts, objective_registry
 from rlhfpipe.moodpo.warmup import best_of_n_rows, train_warmup
-from rlhfpipe.moodpo.weights import with_instruction
-from rlhfpipe.rewards.registry import RewardRegistry
-from rlhfpipe.rewards.reward_model import RewardModel
 from rlhfpipe.training import trackers
 from rlhfpipe.training.common import open_live
 
 
 def scored_rows(policy, tokenizer, cfg, prompts, prompts_path: str, reward_dir: str, precision: str, device):
     """The warm-up's rows; the reward model lives only while they are scored, not through the fine-tune."""
-    prepared = read_jsonl(prompts_path) if prompts_path.endswith(".jsonl") else []
-    names = [o.name for o in cfg.objectives]
-    registry = RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None,
-                              cohesion_weights=load_section("cohesion"), references=summary_references(prepared))
+    registry = objective_registry([o.name for o in cfg.objectives], prompts_path, reward_dir,
+                                  load_section("cohesion"), device)
     return best_of_n_rows(policy, tokenizer, registry, cfg, prompts, precision, device)
 
 
@@ -38,14 +31,11 @@ def main(argv: list[str]) -> None:
     tokenizer = load_tokenizer(start_dir)
     policy = place(load_causal_lm(start_dir, tokenizer), device)
     disable_dropout(policy)
-    names = [o.name for o in cfg.objectives]
     metrics = {"rows": 0}
     with atomic_path(curves_dir) as curves:
         live = open_live(curves)
         if warm.prompts:
-            prompts, dropped = drop_long_prompts(tokenizer, load_prompts(prompts_path, cfg.prompt_column),
-                                                 cfg.max_length - cfg.max_new_tokens, "moodpo.max_length",
-                                                 conversation=lambda p: with_instruction(p, names, [0.5] * len(names)))
+            prompts, dropped = fitting_prompts(tokenizer, cfg, prompts_path)
             rows, stats = scored_rows(policy, tokenizer, cfg, prompts, prompts_path, reward_dir, precision, device)
             metrics = {"rows": len(rows), "prompts_dropped": dropped, **stats,
                        **train_warmup(policy, tokenizer, rows, cfg, live, precision, device)}

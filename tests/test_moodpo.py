@@ -332,6 +332,20 @@ def test_warmup_targets_are_the_best_sample_under_each_vector():
     assert pick_targets(scores, weights, torch.tensor([[1.0, 0.0, 0.0]])).tolist() == [[2, 1, 2]]
 
 
+def test_warmup_targets_weigh_objectives_on_their_spread_within_the_prompt():
+    from rlhfpipe.moodpo.warmup import pick_targets
+
+    # a wide objective (a reward model: 2 vs -2) and a narrow one (brevity: 0.5 vs 0.6), two samples
+    scores = torch.tensor([[[2.0, 0.5], [-2.0, 0.6]]])
+    weights = torch.tensor([[[0.2, 0.8], [0.8, 0.2]]])
+    # raw rewards would pick sample 0 under both vectors (0.8 vs 0.08; 1.7 vs -1.48); standardised over the two
+    # samples each objective is (+0.71, -0.71) vs (-0.71, +0.71), so weighting brevity high picks the briefer one
+    assert pick_targets(scores, weights, torch.zeros(1, 2)).tolist() == [[1, 0]]
+    # an objective on which the samples do not differ decides nothing
+    flat = torch.tensor([[[0.3, 1.0], [0.3, 0.0]]])
+    assert pick_targets(flat, torch.tensor([[[0.9, 0.1]]]), torch.zeros(1, 2)).tolist() == [[0]]
+
+
 def test_warmup_target_stats_by_hand():
     from rlhfpipe.moodpo.warmup import target_stats
 

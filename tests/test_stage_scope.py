@@ -172,9 +172,12 @@ def test_moodpo_declares_every_moodpo_field_its_trainer_reads():
 
 def test_moodpo_warmup_declares_the_moodpo_fields_its_code_reads():
     # the warm-up's code reads the section as ``cfg``: every ``cfg.<field>`` in it must be declared, and nothing more
+    import inspect
     import re
 
-    read = {m for f in ("stages/moodpo_warmup.py", "rlhfpipe/moodpo/warmup.py")
-            for m in re.findall(r"\bcfg\.(\w+)", (REPO / f).read_text())}
+    from rlhfpipe.moodpo.training import fitting_prompts
+
+    sources = [(REPO / f).read_text() for f in ("stages/moodpo_warmup.py", "rlhfpipe/moodpo/warmup.py")]
+    read = {m for text in sources + [inspect.getsource(fitting_prompts)] for m in re.findall(r"\bcfg\.(\w+)", text)}
     declared = {p.split(".", 1)[1] for p in paths(DVC["moodpo_warmup"]["params"]) if p.startswith("moodpo.")}
     assert read - {"prompts"} == declared

@@ -31,10 +31,14 @@ from rlhfpipe.errors import PipelineError
 from rlhfpipe.evaluation.policy import response_logprobs
 from rlhfpipe.io import read_jsonl
 from rlhfpipe.models.generation import decode, encode_prompts, sample
+from rlhfpipe.data.summary_prompt import summary_references
 from rlhfpipe.models.loading import disable_dropout, load_causal_lm
+from rlhfpipe.models.prompt_length import drop_long_prompts
 from rlhfpipe.models.stop_tokens import stop_token_ids
 from rlhfpipe.moodpo.weights import (dpo_loss, mirrored_pairs, sample_weights, shared_pairs, with_instruction,
                                     without_instruction)
+from rlhfpipe.rewards.registry import RewardRegistry
+from rlhfpipe.rewards.reward_model import RewardModel
 from rlhfpipe.training.ppo_math import masked_sum, truncate_after_eos
 
 
@@ -53,6 +57,24 @@ def load_prompts(path: str, prompt_column: str) -> list[list[dict]]:
     if not prompts:
         raise PipelineError(f"{path}: no prompts")
     return prompts
+
+
+def fitting_prompts(tokenizer, cfg: MoodpoConfig, path: str) -> tuple[list[list[dict]], int]:
+    """The prompts of ``path`` that leave ``moodpo.max_new_tokens`` of ``moodpo.max_length`` for the response once
+    the weight instruction is in, and how many were dropped (the instruction's length does not depend on the
+    weights: one decimal each)."""
+    names = [o.name for o in cfg.objectives]
+    return drop_long_prompts(tokenizer, load_prompts(path, cfg.prompt_column), cfg.max_length - cfg.max_new_tokens,
+                             "moodpo.max_length", conversation=lambda p: with_instruction(p, names, [0.5] * len(names)))
+
+
+def objective_registry(names: list[str], prompts_path: str, reward_dir: str, cohesion_weights,
+                       device: torch.device) -> RewardRegistry:
+    """The rewards the objectives ``names`` need: the reward model is loaded only when one is named, and a
+    prepared prompt set (.jsonl) carries the reference summaries (a CSV of prompts carries none)."""
+    prepared = read_jsonl(prompts_path) if prompts_path.endswith(".jsonl") else []
+    return RewardRegistry(RewardModel(reward_dir, device) if "reward_model" in names else None,
+                          cohesion_weights=cohesion_weights, references=summary_references(prepared))
 
 
 def weighted_prompts(prompts: list[list[dict]], names: list[str], alpha: float, per_prompt: int,

@@ -8,7 +8,8 @@ condition is MOODPO's own weight instruction:
 1. sample ``samples`` completions per training prompt from the starting policy, with no instruction;
 2. score every completion on every objective (against the plain prompt, as MOODPO does);
 3. draw ``weights_per_prompt`` weight vectors per prompt; each vector's target is the completion with the
-   highest weighted reward (a completion that never ends loses ``moodpo.missing_eos_penalty``);
+   highest weighted reward, each objective standardised over the prompt's samples (a completion that never
+   ends loses ``moodpo.missing_eos_penalty``);
 4. fine-tune on (prompt with that vector's instruction -> its target), loss on the completion tokens only.
 
 Vectors that pick different targets for the same prompt are the signal: the same prompt, different
@@ -36,8 +37,15 @@ def pick_targets(scores: torch.Tensor, weights: torch.Tensor, penalty: torch.Ten
 
     ``scores`` (P, n, K) objective scores, ``weights`` (P, W, K), ``penalty`` (P, n) subtracted from every
     vector's reward (the missing-EOS penalty). Ties go to the lower index.
+
+    Each objective is standardised over the prompt's n samples first, so a weight buys the same pull whatever its
+    objective's scale: on raw scores the reward model (spread about 1) outvoted brevity (spread about 0.1) even
+    when brevity weighed 0.8, and the briefest sample was rarely the target. Online DPO keeps raw scales
+    (``weighted_reward``); there it only ranks two samples, and batch standardisation collapsed it.
     """
-    reward = weighted_reward(scores[:, None], weights[:, :, None]) - penalty[:, None]  # (P, W, n)
+    mean, std = scores.mean(1, keepdim=True), scores.std(1, keepdim=True)
+    z = (scores - mean) / std.clamp_min(1e-6)
+    reward = weighted_reward(z[:, None], weights[:, :, None]) - penalty[:, None]  # (P, W, n)
     return reward.argmax(-1)
 
 
